@@ -1,0 +1,69 @@
+"""dashapp's data layer: HDF5 in, arrays and plain records out (h5py, numpy, datashader only).
+
+Nothing here imports panel, bokeh or holoviews; the state and view layers build on these
+functions, and so can scripts and notebooks.
+"""
+
+from __future__ import annotations
+
+from .dataset import Axis, DatasetInfo, check_viewable, describe, is_uniform
+from .errors import BrokenLink, DashappError, FileBusy, NotFound, NotHDF5, OutsideRoot, Unsupported
+from .files import HANDLES, HandleCache, open_file
+from .paths import (
+    HDF5_EXTENSIONS,
+    Entry,
+    check_hdf5_signature,
+    list_folder,
+    relative_to_root,
+    resolve,
+)
+from .reader import (
+    SliceImage,
+    SliceRequest,
+    SliceStats,
+    ValueRange,
+    estimate_range,
+    read_slice,
+    to_real,
+    warm_up,
+)
+from .slicing import AGGREGATIONS, COMPLEX_PARTS, default_axis, default_display_dims
+from .tree import Node, read_tree
+
+__all__ = [
+    "AGGREGATIONS",
+    "COMPLEX_PARTS",
+    "HANDLES",
+    "HDF5_EXTENSIONS",
+    "Axis",
+    "BrokenLink",
+    "DashappError",
+    "DatasetInfo",
+    "Entry",
+    "FileBusy",
+    "HandleCache",
+    "Node",
+    "NotFound",
+    "NotHDF5",
+    "OutsideRoot",
+    "SliceImage",
+    "SliceRequest",
+    "SliceStats",
+    "Unsupported",
+    "ValueRange",
+    "check_hdf5_signature",
+    "check_viewable",
+    "default_axis",
+    "default_display_dims",
+    "describe",
+    "estimate_range",
+    "is_uniform",
+    "list_folder",
+    "open_file",
+    "read_slice",
+    "read_tree",
+    "relative_to_root",
+    "resolve",
+    "to_real",
+    "warm_up",
+]

@@ -1,0 +1,208 @@
+"""Opening HDF5 files: clear errors for bad files and one small, mtime-aware handle cache.
+
+Opening a file costs a few system calls and throws away HDF5's chunk cache, so scrubbing through
+slices re-uses handles from :data:`HANDLES`. A handle is reopened when the file's size or mtime
+changes (a writer appended, the file was replaced), and closed only once no reader is using it.
+No UI object ever owns a handle: callers borrow one for the duration of an operation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+
+from .errors import DashappError, FileBusy, NotFound, NotHDF5
+from .paths import check_hdf5_signature
+
+# Registers Blosc, LZ4, Zstd, Bitshuffle, ... filters with HDF5 before any file opens.
+import hdf5plugin  # noqa: F401
+
+__all__ = ["HANDLES", "HandleCache", "h5_errors", "open_file"]
+
+#: HDF5 raw-data chunk cache per open file. Scrubbing re-reads neighbouring chunks, so it pays
+#: to keep a few dozen decompressed chunks; the cache holds at most ``max_files`` of these.
+CHUNK_CACHE_BYTES = 64 * 1024 * 1024
+
+
+@contextlib.contextmanager
+def h5_errors(path: str | os.PathLike[str], what: str = "") -> Iterator[None]:
+    """Translate the errors h5py raises for damaged or busy files into dashapp errors.
+
+    h5py reports a truncated file, a lock held by a writer and a corrupted B-tree as bare
+    ``OSError``/``RuntimeError``/``KeyError`` with HDF5's wording; the scientist gets a sentence
+    naming the file and what to do.
+    """
+    name = Path(path).name
+    where = f" ({what})" if what else ""
+    try:
+        yield
+    except DashappError:
+        raise
+    except BlockingIOError as exc:
+        raise FileBusy(
+            f"{name} is locked by a program that has it open for writing. It can be read once the "
+            "writer closes it (or writes it in SWMR mode)."
+        ) from exc
+    except OSError as exc:
+        msg = str(exc)
+        if "unable to lock file" in msg:
+            raise FileBusy(
+                f"{name} is locked by a program that has it open for writing. It can be read once "
+                "the writer closes it (or writes it in SWMR mode)."
+            ) from exc
+        if "truncated file" in msg:
+            raise NotHDF5(
+                f"{name} is truncated: it is shorter than its header says ({_eof_detail(msg)}). "
+                "It may still be being written, or a copy was interrupted."
+            ) from exc
+        if "file signature not found" in msg:
+            raise NotHDF5(f"{name} is not an HDF5 file (no HDF5 signature).") from exc
+        if "required filter" in msg or "can't open directory" in msg or "filter" in msg.lower():
+            raise NotHDF5(f"{name}: data cannot be decoded{where}: {_first_line(msg)}") from exc
+        raise NotHDF5(
+            f"{name} cannot be read{where}: it looks damaged ({_first_line(msg)})."
+        ) from exc
+    except (RuntimeError, ValueError, KeyError) as exc:
+        raise NotHDF5(
+            f"{name} cannot be read{where}: it looks damaged ({_first_line(exc)})."
+        ) from exc
+
+
+def _first_line(exc: object) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _eof_detail(msg: str) -> str:
+    # "truncated file: eof = 3000, sblock->base_addr = 0, stored_eof = 322048"
+    try:
+        eof = int(msg.split("eof = ")[1].split(",")[0])
+        stored = int(msg.split("stored_eof = ")[1].split(")")[0].split(",")[0])
+        return f"{eof:,} bytes on disk, {stored:,} expected"
+    except (IndexError, ValueError):
+        return "size mismatch"
+
+
+def _open(path: Path) -> h5py.File:
+    check_hdf5_signature(path)
+    with h5_errors(path):
+        try:
+            return h5py.File(path, "r", swmr=True, rdcc_nbytes=CHUNK_CACHE_BYTES, rdcc_nslots=10007)
+        except OSError as exc:
+            # Files written without SWMR (superblock < 3) refuse swmr=True; open them plainly.
+            if "unable to lock file" in str(exc) or "truncated" in str(exc):
+                raise
+            return h5py.File(path, "r", rdcc_nbytes=CHUNK_CACHE_BYTES, rdcc_nslots=10007)
+
+
+@dataclass
+class _Handle:
+    file: h5py.File
+    stamp: tuple[int, int]
+    users: int = 0
+    stale: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    try:
+        st = path.stat()
+    except FileNotFoundError as exc:
+        raise NotFound(f"{path.name} no longer exists.") from exc
+    return (st.st_size, st.st_mtime_ns)
+
+
+class HandleCache:
+    """A small LRU of open read-only h5py files, reopened when the file changes on disk.
+
+    Parameters
+    ----------
+    max_files
+        Handles kept open at once. Each holds up to :data:`CHUNK_CACHE_BYTES` of chunk cache per
+        dataset read, so this bounds the server's memory for cached chunks.
+    """
+
+    def __init__(self, max_files: int = 8) -> None:
+        self.max_files = max_files
+        self._handles: OrderedDict[Path, _Handle] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def open(self, path: str | os.PathLike[str]) -> Iterator[h5py.File]:
+        """Borrow an open file for the duration of a ``with`` block."""
+        real = Path(os.path.realpath(path))
+        stamp = _stamp(real)
+        with self._lock:
+            handle = self._handles.get(real)
+            if handle is not None and handle.stamp != stamp:
+                self._retire(real, handle)
+                handle = None
+            if handle is not None:
+                self._handles.move_to_end(real)
+                handle.users += 1
+        if handle is None:
+            handle = _Handle(_open(real), stamp, users=1)
+            with self._lock:
+                old = self._handles.pop(real, None)
+                if old is not None:
+                    old.stale = True
+                    self._close_if_unused(old)
+                self._handles[real] = handle
+                while len(self._handles) > self.max_files:
+                    victim_path, victim = next(iter(self._handles.items()))
+                    self._retire(victim_path, victim)
+        try:
+            with h5_errors(real):
+                yield handle.file
+        finally:
+            with self._lock:
+                handle.users -= 1
+                self._close_if_unused(handle)
+
+    def forget(self, path: str | os.PathLike[str]) -> None:
+        """Close the handle of ``path`` (once unused) so the next read reopens the file."""
+        real = Path(os.path.realpath(path))
+        with self._lock:
+            handle = self._handles.get(real)
+            if handle is not None:
+                self._retire(real, handle)
+
+    def clear(self) -> None:
+        """Close every handle that is not in use and forget the others."""
+        with self._lock:
+            for path, handle in list(self._handles.items()):
+                self._retire(path, handle)
+
+    def __len__(self) -> int:
+        return len(self._handles)
+
+    def _retire(self, path: Path, handle: _Handle) -> None:
+        self._handles.pop(path, None)
+        handle.stale = True
+        self._close_if_unused(handle)
+
+    @staticmethod
+    def _close_if_unused(handle: _Handle) -> None:
+        if handle.stale and handle.users == 0:
+            with contextlib.suppress(Exception):
+                handle.file.close()
+
+
+#: The process-wide handle cache used by the data layer's readers.
+HANDLES = HandleCache()
+
+
+def open_file(path: str | os.PathLike[str]) -> contextlib.AbstractContextManager[h5py.File]:
+    """Borrow a read-only handle on ``path`` from the shared cache.
+
+    Raises :class:`NotHDF5` (with the reason) for files that are not HDF5, truncated or damaged,
+    :class:`FileBusy` for files locked by a writer and :class:`NotFound` for missing files.
+    """
+    return HANDLES.open(path)

@@ -1,0 +1,7 @@
+"""Demo data for dashapp: a synthetic subsurface model written on first start."""
+
+from __future__ import annotations
+
+from .workspace import default_demo_dir, ensure_demo_workspace, write_model, write_survey
+
+__all__ = ["default_demo_dir", "ensure_demo_workspace", "write_model", "write_survey"]

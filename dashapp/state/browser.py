@@ -1,0 +1,65 @@
+"""The state of the file browser: which folder is listed, which file is open, its tree."""
+
+from __future__ import annotations
+
+import param
+
+from ..data import DashappError, Entry, Node, list_folder, read_tree, relative_to_root, resolve
+
+__all__ = ["BrowserState"]
+
+
+class BrowserState(param.Parameterized):
+    """A folder listing and the structure of the open file, both confined to ``root``."""
+
+    root = param.String(default=".", doc="Folder the browser shows; nothing outside it is listed.")
+    folder = param.String(default="", doc="Listed folder, relative to the root ('' is the root).")
+    entries = param.List(default=[], item_type=Entry, doc="Sub-folders and HDF5 files listed.")
+    file = param.String(default="", doc="Open file, relative to the root.")
+    tree = param.ClassSelector(class_=Node, allow_None=True, doc="Structure of the open file.")
+    error = param.String(default="", doc="Why the folder or file cannot be shown.")
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        self.refresh()
+        self._read_tree()
+
+    @param.depends("root", "folder", watch=True)
+    def refresh(self) -> None:
+        """List the folder again (new files appear, deleted ones go)."""
+        try:
+            self.entries = list_folder(self.root, self.folder)
+            self.error = ""
+        except DashappError as exc:
+            self.entries = []
+            self.error = str(exc)
+
+    @param.depends("file", watch=True)
+    def _read_tree(self) -> None:
+        if not self.file:
+            self.tree = None
+            return
+        try:
+            path = resolve(self.root, self.file)
+            self.tree = read_tree(path, root=self.root)
+            self.error = ""
+        except DashappError as exc:
+            self.tree = None
+            self.error = str(exc)
+
+    @property
+    def parent(self) -> str | None:
+        """The folder above the listed one, or None at the root."""
+        if not self.folder:
+            return None
+        return self.folder.rsplit("/", 1)[0] if "/" in self.folder else ""
+
+    def open(self, relpath: str) -> None:
+        """Open a folder (list it) or a file (read its tree), given relative to the root."""
+        path = resolve(self.root, relpath)
+        rel = relative_to_root(self.root, path)
+        if path.is_dir():
+            self.folder = rel
+        else:
+            folder = rel.rsplit("/", 1)[0] if "/" in rel else ""
+            self.param.update(folder=folder, file=rel)

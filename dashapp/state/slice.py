@@ -1,0 +1,365 @@
+"""The state of a slice view: which dataset, which plane, which slice, how it is coloured.
+
+:class:`SliceState` holds everything a deep link carries. Rules between settings (clamp the index
+when the axis changes, pick display dims for a new axis, reset the zoom on a new plane) live here
+as param watchers, so they hold whether a widget, a URL or a notebook cell changes the setting.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import param
+
+from ..data import (
+    AGGREGATIONS,
+    COMPLEX_PARTS,
+    DashappError,
+    DatasetInfo,
+    SliceRequest,
+    SliceStats,
+    ValueRange,
+    check_viewable,
+    default_axis,
+    default_display_dims,
+    describe,
+    resolve,
+)
+
+__all__ = ["CLIM_MODES", "CMAPS", "VIEW_PARAMS", "SliceState", "resolve_limits"]
+
+#: Colour maps offered: perceptually uniform maps from colorcet (and matplotlib's viridis family),
+#: sequential first, then diverging and isoluminant ones.
+CMAPS = (
+    "fire", "bgy", "bmy", "kbc", "bgyw", "gouldian", "rainbow4", "gray", "blues", "kgy", "kr",
+    "viridis", "cividis", "inferno", "magma", "plasma",
+    "coolwarm", "cwr", "bkr", "bwy", "gwv", "isolum",
+)  # fmt: skip
+#: How colour limits are chosen.
+CLIM_MODES = ("auto", "robust", "global", "manual")
+#: Parameters that describe the view (as opposed to which dataset is open).
+VIEW_PARAMS = (
+    "axis", "index", "display", "indices", "cmap", "reverse", "clim", "vmin", "vmax", "scale",
+    "agg", "part", "x_range", "y_range",
+)  # fmt: skip
+
+
+def resolve_limits(
+    clim: str,
+    scale: str,
+    stats: SliceStats,
+    global_range: ValueRange | None = None,
+    vmin: float | None = None,
+    vmax: float | None = None,
+) -> tuple[float, float]:
+    """Colour limits for a slice.
+
+    ``auto`` spans the slice's finite values, ``robust`` its 2nd to 98th percentiles, ``global``
+    the whole dataset's (estimated) range, ``manual`` the user's ``vmin``/``vmax``. A log scale
+    keeps the lower limit positive. Degenerate limits (a constant or empty slice) are widened so
+    a colour mapper can use them.
+    """
+    if clim == "manual" and vmin is not None and vmax is not None:
+        lo, hi = float(vmin), float(vmax)
+    elif clim == "global" and global_range is not None and np.isfinite(global_range.min):
+        lo, hi = global_range.min, global_range.max
+        if scale == "log":
+            lo = global_range.pos_min
+    elif clim == "robust" and np.isfinite(stats.p2):
+        lo, hi = stats.p2, stats.p98
+        if scale == "log":
+            lo = max(lo, stats.pos_min) if np.isfinite(stats.pos_min) else lo
+    else:
+        lo, hi = stats.min, stats.max
+        if scale == "log" and np.isfinite(stats.pos_min):
+            lo = stats.pos_min
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        lo, hi = (1.0, 10.0) if scale == "log" else (0.0, 1.0)
+    if lo > hi:
+        lo, hi = hi, lo
+    if scale == "log":
+        if hi <= 0:
+            lo, hi = 1.0, 10.0
+        elif lo <= 0:
+            lo = hi * 1e-3
+    if lo == hi:
+        pad = abs(lo) * 0.01 or 0.5
+        lo, hi = (lo / 1.1, hi * 1.1) if scale == "log" else (lo - pad, hi + pad)
+    return float(lo), float(hi)
+
+
+class SliceState(param.Parameterized):
+    """What one slice view shows. Changing ``file`` or ``dataset`` loads the dataset's metadata
+    and resets the view to sensible defaults; the other parameters are the view itself."""
+
+    root = param.String(default=".", doc="Folder the viewer may read; files are relative to it.")
+    file = param.String(default="", doc="The open file, relative to the root ('/'-separated).")
+    dataset = param.String(default="", doc="HDF5 path of the dataset shown, e.g. '/model'.")
+    info = param.ClassSelector(
+        class_=DatasetInfo, allow_None=True, doc="Metadata of the dataset shown (set on loading)."
+    )
+    error = param.String(default="", doc="Why the dataset cannot be shown; empty when it can.")
+
+    axis = param.Integer(
+        default=0, bounds=(0, None), doc="Normal axis: the dim perpendicular to the screen."
+    )
+    index = param.Integer(default=0, bounds=(0, None), doc="Slice index along the normal axis.")
+    display = param.NumericTuple(
+        default=(0, 1), length=2, doc="(row dim, column dim) drawn up and across the screen."
+    )
+    indices = param.Dict(
+        default={},
+        doc="Index along every other dim that is neither shown nor normal: {dim: index}.",
+    )
+    cmap = param.Selector(default="fire", objects=list(CMAPS), doc="Colour map name.")
+    reverse = param.Boolean(default=False, doc="Reverse the colour map.")
+    clim = param.Selector(
+        default="robust",
+        objects=list(CLIM_MODES),
+        doc="Colour limits: per-slice min/max (auto), 2-98th percentiles (robust), the whole "
+        "dataset's range (global) or vmin/vmax (manual).",
+    )
+    vmin = param.Number(default=None, allow_None=True, doc="Lower colour limit in manual mode.")
+    vmax = param.Number(default=None, allow_None=True, doc="Upper colour limit in manual mode.")
+    scale = param.Selector(default="linear", objects=["linear", "log"], doc="Colour scale.")
+    agg = param.Selector(
+        default="mean",
+        objects=list(AGGREGATIONS),
+        doc="How a screen pixel summarises the cells it covers when the slice is downsampled.",
+    )
+    part = param.Selector(
+        default="magnitude", objects=list(COMPLEX_PARTS), doc="What complex values are shown as."
+    )
+    x_range = param.NumericTuple(
+        default=None, allow_None=True, length=2, doc="Zoom: visible x (column) range, or None."
+    )
+    y_range = param.NumericTuple(
+        default=None, allow_None=True, length=2, doc="Zoom: visible y (row) range, or None."
+    )
+
+    def __init__(self, **params: Any) -> None:
+        view = {k: params.pop(k) for k in VIEW_PARAMS if k in params}
+        super().__init__(**params)
+        self._load()
+        if view:
+            self.apply_view(**view)
+
+    # ------------------------------------------------------------------ derived values
+    @property
+    def path(self) -> Path | None:
+        """Real path of the open file, or None."""
+        if not self.file:
+            return None
+        return resolve(self.root, self.file)
+
+    @property
+    def ndim(self) -> int:
+        """Number of dims of the dataset shown (0 when none)."""
+        return self.info.ndim if self.info is not None else 0
+
+    @property
+    def has_axis(self) -> bool:
+        """True when there is a normal axis to slide along (3 or more dims)."""
+        return self.ndim >= 3
+
+    @property
+    def axis_size(self) -> int:
+        """Number of slices along the normal axis."""
+        return self.info.shape[self.axis] if self.has_axis else 1
+
+    @property
+    def other_dims(self) -> list[int]:
+        """Dims with their own slider besides the normal axis (e.g. iteration of a 4-D model)."""
+        if self.ndim < 3:
+            return []
+        return [d for d in range(self.ndim) if d != self.axis and d not in self.display]
+
+    def full_indices(self) -> tuple[int, ...]:
+        """An index for every dim (0 for the displayed ones)."""
+        idx = [0] * self.ndim
+        if self.has_axis:
+            idx[self.axis] = self.index
+        for dim, value in self.indices.items():
+            if 0 <= int(dim) < self.ndim:
+                idx[int(dim)] = int(value)
+        return tuple(idx)
+
+    def request(self, plot_size: tuple[int, int] = (600, 800)) -> SliceRequest:
+        """The data request for the current view at ``plot_size`` (height, width) pixels."""
+        if self.info is None:
+            raise DashappError(self.error or "No dataset is open.")
+        return SliceRequest(
+            dataset=self.info.path,
+            display=(int(self.display[0]), int(self.display[1])),
+            indices=self.full_indices(),
+            x_range=tuple(self.x_range) if self.x_range else None,
+            y_range=tuple(self.y_range) if self.y_range else None,
+            plot_size=(int(plot_size[0]), int(plot_size[1])),
+            agg=self.agg,
+            part=self.part,
+        )
+
+    def position_label(self) -> str:
+        """Where the slice is, in words: ``"z = -412.5 m (index 20 of 48)"``."""
+        if not self.has_axis or self.info is None:
+            return ""
+        axis = self.info.axes[self.axis]
+        where = f"index {self.index} of {axis.size}"
+        if axis.coords is not None:
+            value = axis.coords[self.index]
+            unit = f" {axis.units}" if axis.units else ""
+            return f"{axis.name} = {value:g}{unit} ({where})"
+        return f"{axis.name}: {where}"
+
+    # ------------------------------------------------------------------ loading
+    @param.depends("root", "file", "dataset", watch=True)
+    def _load(self) -> None:
+        """Load the dataset's metadata and reset the view to its defaults."""
+        info, error = None, ""
+        if self.file and self.dataset:
+            try:
+                info = describe(resolve(self.root, self.file), self.dataset, root=self.root)
+                check_viewable(info)
+            except DashappError as exc:
+                info, error = None, str(exc)
+            except OSError as exc:  # pragma: no cover - filesystem trouble not mapped above
+                info, error = None, f"{self.file}: {exc}"
+        elif self.file:
+            error = ""
+        with param.parameterized.discard_events(self):
+            self.info = info
+            self.error = error
+            self._set_defaults()
+        self.param.trigger(
+            "info", "error", "axis", "index", "display", "indices", "x_range", "y_range"
+        )
+
+    def _set_defaults(self) -> None:
+        ndim = self.ndim
+        if ndim >= 3:
+            self.axis = default_axis(ndim)
+            self.display = default_display_dims(ndim, self.axis)
+            self.index = self.info.shape[self.axis] // 2
+        else:
+            self.axis = 0
+            self.display = (0, 1)
+            self.index = 0
+        self.indices = {d: 0 for d in self.other_dims}
+        self.x_range = None
+        self.y_range = None
+        if self.clim != "manual":
+            self.vmin = self.vmax = None
+
+    def apply_view(self, **view: Any) -> list[str]:
+        """Apply view settings (from a deep link or a notebook call), clamping what does not fit.
+
+        Returns sentences about settings that had to be changed, e.g. an index past the end.
+        """
+        notes: list[str] = []
+        unknown = set(view) - set(VIEW_PARAMS)
+        if unknown:
+            raise TypeError(f"unknown view settings: {', '.join(sorted(unknown))}")
+        ndim = self.ndim
+        plane = {}
+        if "axis" in view and view["axis"] is not None and ndim >= 3:
+            axis = int(view["axis"])
+            if not 0 <= axis < ndim:
+                notes.append(
+                    f"axis {axis} does not exist in a {ndim}-D dataset; showing axis {self.axis}"
+                )
+            else:
+                plane["axis"] = axis
+        if "display" in view and view["display"] is not None and ndim >= 2:
+            display = tuple(int(d) for d in view["display"])
+            axis = plane.get("axis", self.axis)
+            if (
+                len(display) == 2
+                and display[0] != display[1]
+                and all(0 <= d < ndim for d in display)
+                and (ndim < 3 or axis not in display)
+            ):
+                plane["display"] = display
+            else:
+                notes.append(f"cannot display dims {display}; showing the default plane")
+        if plane:
+            self.param.update(**plane)
+        rest = {k: v for k, v in view.items() if k not in ("axis", "display")}
+        if "index" in rest and rest["index"] is not None and self.has_axis:
+            index = int(rest["index"])
+            if not 0 <= index < self.axis_size:
+                notes.append(f"index {index} is outside 0-{self.axis_size - 1}; clamped")
+            rest["index"] = min(max(index, 0), self.axis_size - 1)
+        elif "index" in rest:
+            rest.pop("index")
+        if "indices" in rest:
+            clean = dict(self.indices)
+            for dim, value in (rest["indices"] or {}).items():
+                dim = int(dim)
+                if dim in clean:
+                    size = self.info.shape[dim]
+                    clean[dim] = min(max(int(value), 0), size - 1)
+                    if not 0 <= int(value) < size:
+                        notes.append(f"index {value} of dim {dim} is outside 0-{size - 1}; clamped")
+                else:
+                    notes.append(f"dim {dim} has no slider in this view; its index was ignored")
+            rest["indices"] = clean
+        for key in ("vmin", "vmax"):
+            if key in rest and rest[key] is not None:
+                rest[key] = float(rest[key])
+        if ("vmin" in rest or "vmax" in rest) and "clim" not in rest:
+            rest["clim"] = "manual"
+        for key in ("x_range", "y_range"):
+            if key in rest and rest[key] is not None:
+                lo, hi = (float(v) for v in rest[key])
+                rest[key] = (min(lo, hi), max(lo, hi)) if lo != hi else None
+        self.param.update(**rest)
+        return notes
+
+    # ------------------------------------------------------------------ rules
+    @param.depends("axis", watch=True)
+    def _axis_changed(self) -> None:
+        if self.ndim < 3:
+            return
+        updates: dict[str, Any] = {"x_range": None, "y_range": None}
+        if self.axis in self.display or self.ndim == 3:
+            updates["display"] = default_display_dims(self.ndim, self.axis)
+        self.param.update(**updates)
+        self._fit_indices()
+
+    @param.depends("display", watch=True)
+    def _display_changed(self) -> None:
+        if self.info is None:
+            return
+        self.param.update(x_range=None, y_range=None)
+        self._fit_indices()
+
+    @param.depends("index", watch=True)
+    def _clamp_index(self) -> None:
+        if self.has_axis and self.index > self.axis_size - 1:
+            self.index = self.axis_size - 1
+
+    def _fit_indices(self) -> None:
+        """Clamp the slice index to the axis and give every other dim an index."""
+        if self.info is None:
+            return
+        old = self.indices
+        new = {d: min(int(old.get(d, 0)), self.info.shape[d] - 1) for d in self.other_dims}
+        if new != old:
+            self.indices = new
+        self._clamp_index()
+
+    @param.depends("clim", watch=True)
+    def _clim_changed(self) -> None:
+        if self.clim != "manual":
+            self.param.update(vmin=None, vmax=None)
+
+    # ------------------------------------------------------------------ convenience
+    def open(self, file: str | os.PathLike[str], dataset: str, **view: Any) -> list[str]:
+        """Open ``dataset`` in ``file`` (relative to the root) and apply ``view`` settings."""
+        self.param.update(file=os.fspath(file), dataset=dataset)
+        if self.info is None or not view:
+            return []
+        return self.apply_view(**view)

@@ -1,0 +1,7 @@
+"""dashapp's views: Panel Viewers built on the state layer."""
+
+from __future__ import annotations
+
+from .slicer import Slicer
+
+__all__ = ["Slicer"]

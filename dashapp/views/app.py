@@ -1,0 +1,172 @@
+"""The whole slicer app: file browser, slicer, and a URL that follows the view."""
+
+from __future__ import annotations
+
+import html
+import logging
+import os
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import panel as pn
+import param
+
+from ..data import warm_up
+from ..state import BrowserState, SliceState, apply_query, to_query
+from .browser import FileBrowser
+from .slicer import Slicer
+
+__all__ = ["SlicerApp", "resolve_root"]
+
+log = logging.getLogger(__name__)
+
+_CSS = """
+.dashapp-status-text { font-size: 12.5px; color: #444; }
+.dashapp-title { font-size: 14px; }
+.dashapp-problem { color: #a33; }
+table.dashapp-attrs { font-size: 12px; border-collapse: collapse; margin-top: 4px; }
+table.dashapp-attrs td { border-top: 1px solid #ddd; padding: 1px 4px; vertical-align: top;
+  max-width: 220px; overflow-wrap: anywhere; }
+"""
+
+_warmed = threading.Event()
+
+
+def _warm_up_once() -> None:
+    """Compile datashader's kernels in the background so the first zoom is not slow."""
+    if _warmed.is_set():
+        return
+    _warmed.set()
+    threading.Thread(target=warm_up, name="dashapp-warm-up", daemon=True).start()
+
+
+def resolve_root(root: str | os.PathLike[str] | None = None) -> Path:
+    """The folder to show: ``root``, else ``$DASHAPP_ROOT``, else the demo workspace."""
+    chosen = root or os.environ.get("DASHAPP_ROOT")
+    if chosen:
+        path = Path(chosen).expanduser().resolve()
+        if not path.is_dir():
+            raise SystemExit(f"dashapp: root folder {chosen!r} does not exist or is not a folder")
+        return path
+    from ..demo import ensure_demo_workspace
+
+    return ensure_demo_workspace()
+
+
+class SlicerApp(pn.viewable.Viewer):
+    """File browser + slicer sharing one :class:`SliceState`, with the view in the URL.
+
+    Parameters
+    ----------
+    root
+        Folder to browse.
+    query
+        Deep-link arguments (``pn.state.session_args`` in a server session).
+    """
+
+    slice_state = param.ClassSelector(class_=SliceState, doc="The view shown (and in the URL).")
+    browser_state = param.ClassSelector(class_=BrowserState, doc="The folder and file browsed.")
+
+    def __init__(
+        self, root: str | os.PathLike[str], query: Mapping[str, Any] | None = None, **params: Any
+    ) -> None:
+        root = str(root)
+        slice_state = SliceState(root=root)
+        problems = apply_query(slice_state, query or {})
+        browser_state = BrowserState(root=root)
+        super().__init__(slice_state=slice_state, browser_state=browser_state, **params)
+        if slice_state.file:
+            folder_file = slice_state.file
+            try:
+                browser_state.open(folder_file)
+            except Exception as exc:  # the slicer shows the same problem in its alert
+                browser_state.error = str(exc)
+        self.browser = FileBrowser(browser_state, on_pick=self.pick)
+        self.slicer = Slicer(state=slice_state)
+        self._message = pn.pane.Alert(
+            "",
+            alert_type="info",
+            visible=False,
+            sizing_mode="stretch_width",
+            css_classes=["dashapp-message"],
+        )
+        if problems:
+            self._say("Parts of the link were not understood: " + "; ".join(problems), "warning")
+        self._hint()
+        slice_state.param.watch(
+            self._sync_url,
+            [
+                "file",
+                "dataset",
+                "info",
+                "axis",
+                "index",
+                "display",
+                "indices",
+                "cmap",
+                "reverse",
+                "clim",
+                "vmin",
+                "vmax",
+                "scale",
+                "agg",
+                "part",
+                "x_range",
+                "y_range",
+            ],
+        )
+        browser_state.param.watch(self._browser_problem, ["error"])
+        _warm_up_once()
+
+    def pick(self, file: str, dataset: str) -> None:
+        """Show ``dataset`` of ``file`` (called by the browser)."""
+        self._message.visible = False
+        self.slice_state.param.update(file=file, dataset=dataset)
+        self._hint()
+
+    def _hint(self) -> None:
+        st = self.slice_state
+        if st.file and not st.dataset and not self.browser_state.error:
+            self._say(
+                f"{st.file} has no numeric dataset of 2 or more dimensions to show as an "
+                "image. Its structure and attributes are listed on the left.",
+                "info",
+            )
+        elif not st.file:
+            self._say("Pick an HDF5 file on the left; then a dataset in its tree.", "info")
+
+    def _say(self, text: str, kind: str) -> None:
+        self._message.param.update(object=html.escape(text), alert_type=kind, visible=True)
+
+    def _browser_problem(self, event: param.parameterized.Event) -> None:
+        if event.new:
+            self._say(event.new, "danger")
+        else:
+            self._message.visible = False
+
+    def _sync_url(self, *events: param.parameterized.Event) -> None:
+        loc = pn.state.location
+        if loc is None:
+            return
+        query = to_query(self.slice_state)
+        search = "?" + urlencode(query, safe="/,") if query else ""
+        if loc.search != search:
+            loc.search = search
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        return pn.Column(self._message, self.slicer, sizing_mode="stretch_both")
+
+    def template(self, title: str = "dashapp · HDF5 slicer") -> pn.template.BaseTemplate:
+        """The app in a page template: browser in the sidebar, slicer in the main area."""
+        pn.extension(raw_css=[_CSS])
+        tmpl = pn.template.BootstrapTemplate(
+            title=title,
+            sidebar=[self.browser],
+            main=[self.__panel__()],
+            sidebar_width=380,
+            header_background="#1f5d8c",
+        )
+        return tmpl

@@ -1,0 +1,270 @@
+"""The file browser: folders and HDF5 files under the root, and the tree of the open file."""
+
+from __future__ import annotations
+
+import html
+import time
+from collections.abc import Callable
+
+import panel as pn
+import panel_material_ui as pmui
+import param
+
+from ..data import DashappError, Entry, Node
+from ..state import BrowserState
+
+__all__ = ["FileBrowser", "entry_items", "tree_items"]
+
+_KIND_ICONS = {
+    "group": "folder",
+    "dataset": "grid_on",
+    "soft": "shortcut",
+    "external": "link",
+    "broken": "link_off",
+    "datatype": "category",
+    "more": "more_horiz",
+}
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"  # pragma: no cover
+
+
+def entry_items(entries: list[Entry], parent: str | None) -> list[dict]:
+    """Tree items for a folder listing: '..' first (when not at the root), folders, files."""
+    items: list[dict] = []
+    if parent is not None:
+        items.append(
+            {
+                "id": "dir:" + parent,
+                "label": "..",
+                "icon": "arrow_upward",
+                "secondary": "parent folder",
+            }
+        )
+    for e in entries:
+        if e.kind == "folder":
+            item = {"id": "dir:" + e.path, "label": e.name, "file_type": "folder"}
+        else:
+            stamp = time.strftime("%Y-%m-%d %H:%M", time.localtime(e.mtime)) if e.mtime else ""
+            item = {
+                "id": "file:" + e.path,
+                "label": e.name,
+                "icon": "description",
+                "secondary": f"{_size(e.size)} · {stamp}",
+            }
+        if e.problem:
+            item["secondary"] = f"⚠ {e.problem}"
+            item["disabled"] = True
+        items.append(item)
+    return items
+
+
+def tree_items(node: Node) -> list[dict]:
+    """Tree items for the structure of an HDF5 file (the root group's children)."""
+
+    def item(n: Node) -> dict:
+        secondary = n.summary
+        if n.problem:
+            secondary = (
+                f"⚠ {n.problem}" if n.kind in ("broken", "more") else f"{secondary} · ⚠ {n.problem}"
+            )
+        out = {
+            "id": n.path,
+            "label": n.name,
+            "secondary": secondary,
+            "icon": _KIND_ICONS.get(n.kind, "help"),
+        }
+        if n.kind == "dataset" and n.viewable:
+            out["icon"] = "image"
+        if n.kind == "more":
+            out["selectable"] = False
+        if n.children:
+            out["items"] = [item(c) for c in n.children]
+        return out
+
+    return [item(c) for c in node.children]
+
+
+def _expanded_paths(items: list[dict], limit: int = 150) -> list[tuple[int, ...]]:
+    """Open groups breadth-first while fewer than ``limit`` rows are visible."""
+    visible = len(items)
+    out: list[tuple[int, ...]] = []
+    frontier = [((i,), it) for i, it in enumerate(items)]
+    while frontier:
+        nxt = []
+        for path, it in frontier:
+            children = it.get("items") or []
+            if children and visible + len(children) <= limit:
+                out.append(path)
+                visible += len(children)
+                nxt.extend(((*path, j), c) for j, c in enumerate(children))
+        frontier = nxt
+    return out
+
+
+def _attrs_html(node: Node) -> str:
+    rows = "".join(
+        f"<tr><td><code>{html.escape(k)}</code></td><td>{html.escape(v)}</td></tr>"
+        for k, v in node.attrs.items()
+    )
+    head = f"<b>{html.escape(node.path)}</b><br><span>{html.escape(node.summary)}</span>"
+    if node.problem:
+        head += f"<br><span class='dashapp-problem'>⚠ {html.escape(node.problem)}</span>"
+    if not rows:
+        return head
+    return f"{head}<table class='dashapp-attrs'>{rows}</table>"
+
+
+class FileBrowser(pn.viewable.Viewer):
+    """Folder listing and HDF5 tree; picking a dataset calls ``on_pick(file, dataset)``."""
+
+    state = param.ClassSelector(class_=BrowserState, doc="Folder and file shown.")
+
+    def __init__(
+        self, state: BrowserState, on_pick: Callable[[str, str], None] | None = None, **params
+    ) -> None:
+        super().__init__(state=state, **params)
+        self._on_pick = on_pick
+        self._where = pn.pane.HTML(
+            "", sizing_mode="stretch_width", margin=(0, 5), css_classes=["dashapp-where"]
+        )
+        self._refresh = pn.widgets.Button(
+            name="↻", width=40, description="List the folder again", margin=(0, 5)
+        )
+        self._entries = pmui.Tree(
+            items=[],
+            multi_select=False,
+            sizing_mode="stretch_width",
+            max_height=320,
+            css_classes=["dashapp-entries"],
+            styles={"overflow-y": "auto"},
+        )
+        self._file_title = pn.pane.HTML("", sizing_mode="stretch_width", margin=(5, 5, 0, 5))
+        self._tree = pmui.Tree(
+            items=[], multi_select=False, sizing_mode="stretch_width", css_classes=["dashapp-tree"]
+        )
+        self._details = pn.pane.HTML(
+            "",
+            sizing_mode="stretch_width",
+            margin=(5, 5),
+            css_classes=["dashapp-details"],
+            max_height=260,
+            styles={"overflow-y": "auto", "font-size": "12px"},
+        )
+        self._error = pn.pane.Alert(
+            "",
+            alert_type="danger",
+            visible=False,
+            sizing_mode="stretch_width",
+            css_classes=["dashapp-browser-error"],
+        )
+        self._entries.param.watch(self._on_entry, "value")
+        self._tree.param.watch(self._on_node, "value")
+        self._refresh.on_click(lambda _e: self.state.refresh())
+        self.state.param.watch(self._show_entries, ["entries", "folder"])
+        self.state.param.watch(self._show_tree, ["tree", "file"])
+        self.state.param.watch(self._show_error, ["error"])
+        self._show_entries()
+        self._show_tree()
+        self._show_error()
+        self._layout = pn.Column(
+            pn.Row(self._where, self._refresh, sizing_mode="stretch_width"),
+            self._entries,
+            self._error,
+            self._file_title,
+            self._tree,
+            self._details,
+            sizing_mode="stretch_width",
+            css_classes=["dashapp-browser"],
+        )
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        return self._layout
+
+    def _show_entries(self, *events) -> None:
+        st = self.state
+        crumbs = " / ".join(html.escape(p) for p in st.folder.split("/")) if st.folder else ""
+        self._where.object = f"<b>Files</b> &nbsp;<code>/{crumbs}</code>"
+        self._entries.items = entry_items(st.entries, st.parent)
+
+    def _show_tree(self, *events) -> None:
+        st = self.state
+        if st.tree is None:
+            self._tree.items = []
+            self._file_title.object = ""
+            self._details.object = ""
+            return
+        items = tree_items(st.tree)
+        self._tree.param.update(items=items, expanded=_expanded_paths(items))
+        self._file_title.object = f"<b>{html.escape(st.file)}</b>"
+        self._details.object = _attrs_html(st.tree) if st.tree.attrs else ""
+
+    def _show_error(self, *events) -> None:
+        self._error.object = html.escape(self.state.error)
+        self._error.visible = bool(self.state.error)
+
+    def _on_entry(self, event) -> None:
+        if not event.new:
+            return
+        ident = event.new[0]["id"] if isinstance(event.new, list) else event.new["id"]
+        kind, _, rel = ident.partition(":")
+        try:
+            self.state.open(rel)
+        except DashappError as exc:
+            self.state.error = str(exc)
+            return
+        if kind == "file" and self._on_pick:
+            best = _default_dataset(self.state.tree) if self.state.tree is not None else None
+            self._on_pick(self.state.file, best or "")
+
+    def _on_node(self, event) -> None:
+        if not event.new or self.state.tree is None:
+            return
+        ident = event.new[0]["id"] if isinstance(event.new, list) else event.new["id"]
+        node = self.state.tree.find(ident)
+        if node is None:
+            return
+        self._details.object = _attrs_html(node)
+        target = node.path
+        if node.kind == "group" and "signal" in node.attrs:  # NeXus NXdata: show its signal
+            target = f"{node.path}/{node.attrs['signal']}"
+        elif node.kind in ("group", "more"):
+            return
+        if self._on_pick:
+            self._on_pick(self.state.file, target)
+
+    def select_file(self, relpath: str) -> None:
+        """Open ``relpath`` in the browser (used when a deep link names a file)."""
+        try:
+            self.state.open(relpath)
+        except DashappError as exc:
+            self.state.error = str(exc)
+
+
+def _default_dataset(tree: Node) -> str | None:
+    """The dataset to show when a file is opened: the NeXus default plot, else the largest image."""
+    viewable = [n for n in tree.walk() if n.kind == "dataset" and n.viewable]
+    if not viewable:
+        return None
+    default = tree.attrs.get("default")
+    if default:
+        entry = tree.find("/" + default)
+        if entry is not None and entry.attrs.get("default"):
+            group = tree.find(f"{entry.path}/{entry.attrs['default']}")
+            if group is not None and "signal" in group.attrs:
+                sig = tree.find(f"{group.path}/{group.attrs['signal']}")
+                if sig is not None and sig.viewable:
+                    return sig.path
+
+    def size(n: Node) -> int:
+        total = 1
+        for s in n.shape or ():
+            total *= s
+        return total
+
+    return max(viewable, key=size).path

@@ -1,0 +1,676 @@
+"""The slicer: controls and a plot on a :class:`~dashapp.state.SliceState`.
+
+Reads run off the event loop in a shared thread pool, latest-wins (a fast drag never builds a
+queue), and land back on the session's document through ``add_next_tick_callback``. A failed
+read keeps the last good picture and shows why in an alert; the session goes on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import panel as pn
+import param
+from bokeh.events import RangesUpdate
+
+from ..data import (
+    DashappError,
+    SliceImage,
+    ValueRange,
+    estimate_range,
+    read_slice,
+    read_tree,
+    relative_to_root,
+)
+from ..state import CMAPS, SliceState, resolve_limits
+from ..state.latest import EXECUTOR, LatestOnly
+from .palettes import palette
+from .plot import DEFAULT_FRAME, SlicePlot, equal_aspect_ranges, image_data, wants_equal_aspect
+
+__all__ = ["Slicer"]
+
+log = logging.getLogger(__name__)
+
+_FRAME_PARAMS = ["info", "axis", "index", "display", "indices", "agg", "part", "x_range", "y_range"]
+_COLOUR_PARAMS = ["cmap", "reverse", "scale", "clim", "vmin", "vmax"]
+
+
+def _session_doc():
+    """The Bokeh document of the current server session, or None (notebook, script)."""
+    doc = pn.state.curdoc
+    if doc is not None and doc.session_context is not None:
+        return doc
+    return None
+
+
+def _state_from_source(
+    source: Any, dataset: str | None, root: str | os.PathLike[str] | None, view: dict[str, Any]
+) -> SliceState:
+    """Build a state from what a notebook user has at hand: a path or an h5py object."""
+    if isinstance(source, (h5py.Dataset, h5py.Group)):
+        dataset = dataset or (source.name if isinstance(source, h5py.Dataset) else None)
+        source = source.file.filename
+    path = Path(os.fspath(source)).expanduser().resolve()
+    root = Path(root).expanduser().resolve() if root else path.parent
+    file = relative_to_root(root, path)
+    if not dataset:
+        tree = read_tree(path, root=root)
+        viewable = [n for n in tree.walk() if n.kind == "dataset" and n.viewable]
+        if not viewable:
+            raise DashappError(f"{path.name} has no numeric dataset of 2 or more dimensions.")
+        dataset = max(viewable, key=lambda n: int(np.prod(n.shape))).path
+    return SliceState(root=str(root), file=file, dataset=dataset, **view)
+
+
+class Slicer(pn.viewable.Viewer):
+    """An orthographic slice viewer for an n-D HDF5 dataset.
+
+    Parameters
+    ----------
+    source
+        A file path, or an ``h5py.Dataset``; or leave it out and pass ``state``.
+    dataset
+        HDF5 path of the dataset (default: the largest image-like dataset of the file).
+    root
+        Folder the viewer may read (default: the file's folder).
+    state
+        An existing :class:`~dashapp.state.SliceState` to view (the app shares one with its URL).
+    **view
+        Initial view settings: ``axis``, ``index``, ``cmap``, ``clim``, ``scale``, ...
+
+    Examples
+    --------
+    >>> Slicer("run.h5", dataset="/model", axis=2)  # doctest: +SKIP
+    """
+
+    state = param.ClassSelector(class_=SliceState, doc="What the slicer shows.")
+
+    def __init__(
+        self,
+        source: Any = None,
+        dataset: str | None = None,
+        *,
+        root: str | os.PathLike[str] | None = None,
+        state: SliceState | None = None,
+        **view: Any,
+    ) -> None:
+        if state is None:
+            if source is None:
+                raise TypeError("Slicer needs a file (path or h5py object) or a state")
+            state = _state_from_source(source, dataset, root, view)
+        super().__init__(state=state)
+        self._plot = SlicePlot.create()
+        self._runner = LatestOnly(self._frame_done)
+        self._frame = DEFAULT_FRAME
+        self._shown = 0
+        self._image: SliceImage | None = None
+        self._plane: tuple | None = None
+        self._syncing_ranges = False
+        self._global: dict[tuple, ValueRange] = {}
+        self._read_ms = 0.0
+        self._build_widgets()
+        self._layout = self._build_layout()
+        self._plot.figure.on_event(RangesUpdate, self._on_ranges)
+        self._plot.figure.on_change("inner_width", self._on_resize)
+        self._plot.figure.on_change("inner_height", self._on_resize)
+        self.state.param.watch(self._on_frame_change, _FRAME_PARAMS)
+        self.state.param.watch(self._on_colour_change, _COLOUR_PARAMS)
+        self.state.param.watch(self._on_dataset, ["info", "error", "axis", "display"])
+        self._on_dataset()
+        self.refresh()
+
+    # ------------------------------------------------------------------ notebook conveniences
+    def __getattr__(self, name: str) -> Any:
+        # slicer.index, slicer.axis, slicer.cmap, ... read through to the state
+        if name in (
+            "file",
+            "dataset",
+            "axis",
+            "index",
+            "display",
+            "indices",
+            "cmap",
+            "reverse",
+            "clim",
+            "vmin",
+            "vmax",
+            "scale",
+            "agg",
+            "part",
+            "x_range",
+            "y_range",
+        ):
+            return getattr(self.state, name)
+        raise AttributeError(name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in (
+            "file",
+            "dataset",
+            "axis",
+            "index",
+            "display",
+            "indices",
+            "cmap",
+            "reverse",
+            "clim",
+            "vmin",
+            "vmax",
+            "scale",
+            "agg",
+            "part",
+            "x_range",
+            "y_range",
+        ):
+            setattr(self.state, name, value)
+            return
+        super().__setattr__(name, value)
+
+    @property
+    def image(self) -> SliceImage | None:
+        """The image currently shown (values, extent, statistics)."""
+        return self._image
+
+    @property
+    def plot(self) -> SlicePlot:
+        """The Bokeh models of the plot."""
+        return self._plot
+
+    def wait(self, timeout: float = 30) -> bool:
+        """Block until pending reads have been drawn (scripts and tests)."""
+        return self._runner.wait(timeout)
+
+    # ------------------------------------------------------------------ widgets and layout
+    def _build_widgets(self) -> None:
+        st = self.state
+        self._axis = pn.widgets.RadioButtonGroup(
+            name="Normal axis",
+            options={"-": 0},
+            button_type="primary",
+            button_style="outline",
+            sizing_mode="stretch_width",
+        )
+        self._index = pn.widgets.EditableIntSlider(
+            name="Slice", start=0, end=1, value=0, sizing_mode="stretch_width", fixed_start=0
+        )
+        self._others = pn.Column(sizing_mode="stretch_width", margin=0)
+        self._dims = pn.widgets.Select(
+            name="Displayed dims (rows, columns)", options={}, sizing_mode="stretch_width"
+        )
+        self._cmap = pn.widgets.ColorMap(
+            name="Colour map",
+            options={name: list(palette(name)) for name in CMAPS},
+            value_name=st.cmap,
+            value=list(palette(st.cmap)),
+            ncols=1,
+            swatch_width=120,
+            sizing_mode="stretch_width",
+        )
+        self._reverse = pn.widgets.Checkbox.from_param(st.param.reverse, name="Reverse colours")
+        self._clim = pn.widgets.RadioButtonGroup.from_param(
+            st.param.clim, name="Colour limits", button_style="outline", sizing_mode="stretch_width"
+        )
+        self._vmin = pn.widgets.FloatInput.from_param(st.param.vmin, name="min", width=110)
+        self._vmax = pn.widgets.FloatInput.from_param(st.param.vmax, name="max", width=110)
+        self._scale = pn.widgets.RadioButtonGroup.from_param(
+            st.param.scale, name="Scale", button_style="outline", sizing_mode="stretch_width"
+        )
+        self._agg = pn.widgets.Select.from_param(
+            st.param.agg,
+            name="Downsampling (pixel = mean/max/min/first of its cells)",
+            sizing_mode="stretch_width",
+        )
+        self._part = pn.widgets.RadioButtonGroup.from_param(
+            st.param.part,
+            name="Complex values",
+            button_style="outline",
+            sizing_mode="stretch_width",
+        )
+        self._title = pn.pane.HTML(
+            "", sizing_mode="stretch_width", margin=(0, 10), css_classes=["dashapp-title"]
+        )
+        self._status = pn.pane.HTML(
+            "", sizing_mode="stretch_width", margin=(0, 10), css_classes=["dashapp-status"]
+        )
+        self._alert = pn.pane.Alert(
+            "",
+            alert_type="danger",
+            visible=False,
+            sizing_mode="stretch_width",
+            css_classes=["dashapp-error"],
+        )
+        self._notes = pn.pane.Alert(
+            "",
+            alert_type="warning",
+            visible=False,
+            sizing_mode="stretch_width",
+            css_classes=["dashapp-notes"],
+        )
+        self._plot_pane = pn.pane.Bokeh(
+            self._plot.figure, sizing_mode="stretch_both", min_height=360
+        )
+        self._axis.param.watch(self._on_axis_widget, "value")
+        self._index.param.watch(self._on_index_widget, "value")
+        self._dims.param.watch(self._on_dims_widget, "value")
+        self._cmap.param.watch(self._on_cmap_widget, "value_name")
+        self.state.param.watch(self._on_index_state, ["index", "indices"])
+        self.state.param.watch(self._on_cmap_state, ["cmap"])
+        self.state.param.watch(self._on_clim_mode, ["clim", "info"])
+
+    def _build_layout(self) -> pn.viewable.Viewable:
+        navigation = pn.Column(
+            self._axis, self._index, self._others, self._dims, sizing_mode="stretch_width", margin=0
+        )
+        colour = pn.Column(
+            self._cmap,
+            self._reverse,
+            self._scale,
+            self._clim,
+            pn.Row(self._vmin, self._vmax),
+            self._part,
+            self._agg,
+            sizing_mode="stretch_width",
+            margin=0,
+        )
+        controls = pn.Column(
+            navigation,
+            pn.layout.Divider(),
+            colour,
+            width=330,
+            margin=(0, 10),
+            css_classes=["dashapp-controls"],
+        )
+        main = pn.Column(
+            self._title,
+            self._alert,
+            self._notes,
+            self._plot_pane,
+            self._status,
+            sizing_mode="stretch_both",
+            min_height=420,
+        )
+        return pn.Row(main, controls, sizing_mode="stretch_both", min_height=480)
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        return self._layout
+
+    # ------------------------------------------------------------------ dataset and plane
+    def _on_dataset(self, *events: param.parameterized.Event) -> None:
+        st = self.state
+        info = st.info
+        self._alert.object = st.error
+        self._alert.visible = bool(st.error)
+        if info is None:
+            self._title.object = ""
+            for w in (self._axis, self._index, self._dims, self._part, self._others):
+                w.visible = False
+            if st.error:
+                self._plot.source.data = image_data(_blank())
+                self._image = None
+            return
+        shape = " × ".join(str(n) for n in info.shape)
+        name = info.title or info.path
+        self._title.object = (
+            f"<b>{_esc(st.file)}</b> : <b>{_esc(info.path)}</b> &nbsp; <span>{_esc(name)} · "
+            f"{shape} · {info.dtype}</span>"
+        )
+        has_axis = st.has_axis
+        options: dict[str, int] = {}
+        for axis in info.axes:
+            label = axis.name if axis.name not in options else f"{axis.name} (dim {axis.dim})"
+            options[label] = axis.dim
+        self._axis.options = options if has_axis else {"-": 0}
+        self._axis.value = st.axis
+        self._axis.visible = has_axis
+        self._index.visible = has_axis and st.axis_size > 1
+        if has_axis:
+            axis = info.axes[st.axis]
+            self._index.param.update(
+                name=f"Slice along {axis.name}",
+                start=0,
+                end=max(st.axis_size - 1, 1),
+                value=st.index,
+                fixed_start=0,
+                fixed_end=max(st.axis_size - 1, 1),
+            )
+        self._rebuild_others()
+        if st.ndim >= 4:
+            pairs = {}
+            free = [d for d in range(st.ndim) if d != st.axis]
+            for r in free:
+                for c in free:
+                    if r != c:
+                        pairs[f"{info.axes[r].name} ↑, {info.axes[c].name} →"] = (r, c)
+            self._dims.options = pairs
+            self._dims.value = tuple(st.display)
+            self._dims.visible = True
+        else:
+            self._dims.visible = False
+        self._part.visible = info.kind == "complex"
+        self._notes.object = "<br>".join(_esc(n) for n in info.notes)
+        self._notes.visible = bool(info.notes)
+
+    def _rebuild_others(self) -> None:
+        st = self.state
+        sliders = []
+        for dim in st.other_dims:
+            axis = st.info.axes[dim]
+            size = st.info.shape[dim]
+            if size <= 1:
+                continue
+            slider = pn.widgets.EditableIntSlider(
+                name=axis.name,
+                start=0,
+                end=size - 1,
+                value=int(st.indices.get(dim, 0)),
+                fixed_start=0,
+                fixed_end=size - 1,
+                sizing_mode="stretch_width",
+                css_classes=[f"dashapp-dim-{dim}"],
+            )
+            slider.param.watch(partial(self._on_other_widget, dim), "value")
+            sliders.append(slider)
+        self._others.objects = sliders
+        self._others.visible = bool(sliders)
+
+    # ------------------------------------------------------------------ widget <-> state
+    def _on_axis_widget(self, event: param.parameterized.Event) -> None:
+        if self.state.has_axis and event.new is not None and event.new != self.state.axis:
+            self.state.axis = int(event.new)
+
+    def _on_index_widget(self, event: param.parameterized.Event) -> None:
+        if event.new is not None and event.new != self.state.index:
+            self.state.index = int(event.new)
+
+    def _on_other_widget(self, dim: int, event: param.parameterized.Event) -> None:
+        if event.new is not None and self.state.indices.get(dim) != event.new:
+            self.state.indices = {**self.state.indices, dim: int(event.new)}
+
+    def _on_dims_widget(self, event: param.parameterized.Event) -> None:
+        if event.new and tuple(event.new) != tuple(self.state.display):
+            self.state.display = tuple(event.new)
+
+    def _on_index_state(self, *events: param.parameterized.Event) -> None:
+        if self._index.value != self.state.index:
+            self._index.value = self.state.index
+        for slider, dim in zip(self._others.objects, self.state.other_dims, strict=False):
+            value = int(self.state.indices.get(dim, 0))
+            if slider.value != value:
+                slider.value = value
+
+    def _on_cmap_widget(self, event: param.parameterized.Event) -> None:
+        if event.new in CMAPS and event.new != self.state.cmap:
+            self.state.cmap = event.new
+
+    def _on_cmap_state(self, *events: param.parameterized.Event) -> None:
+        if self._cmap.value_name != self.state.cmap:
+            self._cmap.param.update(
+                value_name=self.state.cmap, value=list(palette(self.state.cmap))
+            )
+
+    def _on_clim_mode(self, *events: param.parameterized.Event) -> None:
+        manual = self.state.clim == "manual"
+        self._vmin.visible = self._vmax.visible = manual
+        if manual and (self.state.vmin is None or self.state.vmax is None) and self._image:
+            lo, hi = self._limits()
+            self.state.param.update(vmin=float(f"{lo:.6g}"), vmax=float(f"{hi:.6g}"))
+        if self.state.clim == "global":
+            self._ensure_global()
+
+    # ------------------------------------------------------------------ frames
+    def _on_frame_change(self, *events: param.parameterized.Event) -> None:
+        if any(e.name in ("x_range", "y_range") for e in events) and not self._syncing_ranges:
+            self._apply_state_ranges()
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Read and draw the current view again (also after the file changed on disk)."""
+        st = self.state
+        if st.info is None:
+            return
+        request = st.request(self._frame)
+        plane = (st.file, st.dataset, id(st.info), tuple(st.display))
+        doc = _session_doc()
+        if doc is None:  # notebook or script: draw synchronously
+            seq = self._runner.latest = self._runner.latest + 1
+            try:
+                result, error = self._read(st.info, request, st.root), None
+            except Exception as exc:
+                result, error = None, exc
+            self._deliver(seq, result, error, plane)
+            self._push()
+            return
+        self._runner.submit(self._read_job, st.info, request, st.root, plane, doc)
+
+    def _read(self, info, request, root) -> SliceImage:
+        t0 = time.perf_counter()
+        image = read_slice(info, request, root)
+        self._read_ms = (time.perf_counter() - t0) * 1000
+        return image
+
+    def _read_job(self, info, request, root, plane, doc):
+        # Runs in a worker thread; errors travel back with the result to be shown in the alert.
+        try:
+            return self._read(info, request, root), None, plane, doc
+        except Exception as exc:
+            return None, exc, plane, doc
+
+    def _frame_done(self, seq: int, result: Any, error: BaseException | None) -> None:
+        if error is not None or result is None:  # only a bug in _read_job itself lands here
+            log.error("slice read job failed", exc_info=error)
+            return
+        image, exc, plane, doc = result
+        doc.add_next_tick_callback(
+            pn.state._handle_exception_wrapper(partial(self._deliver, seq, image, exc, plane), doc)
+        )
+
+    def _deliver(
+        self, seq: int, image: SliceImage | None, error: BaseException | None, plane: tuple | None
+    ) -> None:
+        if seq < self._shown:  # an older read finished after a newer one was drawn
+            return
+        self._shown = seq
+        if error is not None:
+            message = (
+                str(error)
+                if isinstance(error, DashappError)
+                else (f"Unexpected error while reading: {type(error).__name__}: {error}")
+            )
+            if not isinstance(error, DashappError):
+                log.error("slice read failed", exc_info=error)
+            self._alert.object = _esc(message) + (
+                "<br><i>The last good picture is still shown.</i>" if self._image else ""
+            )
+            self._alert.visible = True
+            return
+        if self._alert.visible and not self.state.error:
+            self._alert.visible = False
+        self._image = image
+        self._plot.source.data = image_data(image)
+        if plane != self._plane:
+            self._plane = plane
+            self._new_plane()
+        self._apply_colour()
+        self._update_status()
+
+    def _push(self) -> None:
+        if pn.state.curdoc is None or pn.state.curdoc.session_context is None:
+            with contextlib.suppress(Exception):  # no notebook comm attached: nothing to push
+                pn.io.push_notebook(self._plot_pane)
+
+    # ------------------------------------------------------------------ ranges and zoom
+    def _full_extent(self) -> tuple[tuple[float, float], tuple[float, float]]:
+        st = self.state
+        row, col = st.info.axes[int(st.display[0])], st.info.axes[int(st.display[1])]
+        re, ce = np.sort(row.edges()), np.sort(col.edges())
+        return (float(ce[0]), float(ce[-1])), (float(re[0]), float(re[-1]))
+
+    def _fitted_extent(self) -> tuple[tuple[float, float], tuple[float, float]]:
+        x, y = self._full_extent()
+        if wants_equal_aspect(self.state.info, tuple(self.state.display), x, y):
+            return equal_aspect_ranges(x, y, self._frame)
+        return x, y
+
+    def _new_plane(self) -> None:
+        st = self.state
+        self._plot.set_labels(st.info, tuple(int(d) for d in st.display))
+        x, y = self._fitted_extent()
+        self._syncing_ranges = True
+        try:
+            self._plot.set_ranges(x, y, reset=True)
+            if st.x_range and st.y_range:
+                self._plot.set_ranges(tuple(st.x_range), tuple(st.y_range), reset=False)
+        finally:
+            self._syncing_ranges = False
+
+    def _apply_state_ranges(self) -> None:
+        st = self.state
+        if st.info is None or self._plane is None:
+            return
+        self._syncing_ranges = True
+        try:
+            if st.x_range and st.y_range:
+                self._plot.set_ranges(tuple(st.x_range), tuple(st.y_range), reset=False)
+            else:
+                x, y = self._fitted_extent()
+                self._plot.set_ranges(x, y, reset=False)
+        finally:
+            self._syncing_ranges = False
+
+    def _on_ranges(self, event: RangesUpdate) -> None:
+        if self._syncing_ranges or self.state.info is None:
+            return
+        x, y = (event.x0, event.x1), (event.y0, event.y1)
+        if None in x or None in y:
+            return
+        (fx0, fx1), (fy0, fy1) = self._full_extent()
+        covers = x[0] <= fx0 and x[1] >= fx1 and y[0] <= fy0 and y[1] >= fy1
+        new = (None, None) if covers else (tuple(map(float, x)), tuple(map(float, y)))
+        if (self.state.x_range, self.state.y_range) != new:
+            self._syncing_ranges = True
+            try:
+                self.state.param.update(x_range=new[0], y_range=new[1])
+            finally:
+                self._syncing_ranges = False
+
+    def _on_resize(self, attr: str, old: Any, new: Any) -> None:
+        old_h, old_w = self._frame
+        h = new if attr == "inner_height" else old_h
+        w = new if attr == "inner_width" else old_w
+        if not h or not w or h < 20 or w < 20:
+            return
+        self._frame = (int(h), int(w))
+        if self.state.info is None:
+            return
+        if not (self.state.x_range and self.state.y_range):
+            self._apply_state_ranges()
+        # Re-read only if the new size changes how many pixels the image should have.
+        if abs(h - old_h) > 0.1 * old_h or abs(w - old_w) > 0.1 * old_w:
+            self.refresh()
+
+    # ------------------------------------------------------------------ colour
+    def _on_colour_change(self, *events: param.parameterized.Event) -> None:
+        if any(e.name == "clim" for e in events) and self.state.clim == "global":
+            self._ensure_global()
+        self._apply_colour()
+        self._push()
+
+    def _limits(self) -> tuple[float, float]:
+        st = self.state
+        image = self._image
+        stats = image.stats if image is not None else None
+        if stats is None:
+            return (0.0, 1.0)
+        rng = self._global.get(self._global_key()) if st.clim == "global" else None
+        return resolve_limits(st.clim, st.scale, stats, rng, st.vmin, st.vmax)
+
+    def _apply_colour(self) -> None:
+        if self._image is None:
+            return
+        st = self.state
+        self._plot.set_colour(st.cmap, st.reverse, st.scale, self._limits())
+        self._update_status()
+
+    def _global_key(self) -> tuple:
+        st = self.state
+        return (st.file, st.dataset, st.part, id(st.info))
+
+    def _ensure_global(self) -> None:
+        st = self.state
+        key = self._global_key()
+        if st.info is None or key in self._global:
+            return
+        info, root, doc = st.info, st.root, _session_doc()
+
+        def done(rng: ValueRange) -> None:
+            self._global[key] = rng
+            self._apply_colour()
+            self._push()
+
+        if doc is None:
+            done(estimate_range(info, st.part, root=root))
+            return
+        self._status.object += " · estimating the dataset's range…"
+
+        def job() -> None:
+            try:
+                rng = estimate_range(info, st.part, root=root)
+            except Exception as exc:
+                log.warning("range estimate failed: %s", exc)
+                return
+            doc.add_next_tick_callback(pn.state._handle_exception_wrapper(partial(done, rng), doc))
+
+        EXECUTOR.submit(job)
+
+    # ------------------------------------------------------------------ status
+    def _update_status(self) -> None:
+        st, image = self.state, self._image
+        if image is None or st.info is None:
+            self._status.object = ""
+            return
+        lo, hi = self._limits()
+        rows = (image.rows[1] - image.rows[0] + image.step - 1) // image.step
+        cols = (image.cols[1] - image.cols[0] + image.step - 1) // image.step
+        parts = []
+        if st.position_label():
+            parts.append(_esc(st.position_label()))
+        for dim in st.other_dims:
+            axis = st.info.axes[dim]
+            i = int(st.indices.get(dim, 0))
+            value = f" = {axis.coords[i]:g}" if axis.coords is not None else ""
+            parts.append(f"{_esc(axis.name)}{value} (index {i})")
+        read = f"read {rows:,} × {cols:,} cells"
+        if image.downsampled:
+            h, w = image.values.shape
+            read += f" → {h} × {w} px ({st.agg})"
+        parts.append(f"{read} in {self._read_ms:.0f} ms")
+        limits = f"colour {st.clim}: {lo:.4g} … {hi:.4g}"
+        if st.clim == "global":
+            rng = self._global.get(self._global_key())
+            if rng is not None and not rng.exact:
+                limits += f" (estimated from {rng.sampled:,} of {rng.total:,} values)"
+        parts.append(limits)
+        text = " · ".join(parts)
+        if image.notes:
+            text += "<br><b>Note:</b> " + "; ".join(_esc(n) for n in image.notes)
+        self._status.object = f'<div class="dashapp-status-text">{text}</div>'
+
+
+def _esc(text: str) -> str:
+    import html
+
+    return html.escape(str(text))
+
+
+def _blank() -> SliceImage:
+    from .plot import _empty
+
+    return _empty()
