@@ -18,11 +18,11 @@ from pathlib import Path
 
 import h5py
 
-from .errors import DashappError, FileBusy, NotFound, NotHDF5
-from .paths import check_hdf5_signature
-
 # Registers Blosc, LZ4, Zstd, Bitshuffle, ... filters with HDF5 before any file opens.
 import hdf5plugin  # noqa: F401
+
+from .errors import DashappError, FileBusy, NotFound, NotHDF5
+from .paths import check_hdf5_signature
 
 __all__ = ["HANDLES", "HandleCache", "h5_errors", "open_file"]
 
