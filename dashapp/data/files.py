@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -52,7 +53,7 @@ def h5_errors(path: str | os.PathLike[str], what: str = "") -> Iterator[None]:
         ) from exc
     except OSError as exc:
         msg = str(exc)
-        if "unable to lock file" in msg:
+        if "unable to lock file" in msg or "already open for write" in msg:
             raise FileBusy(
                 f"{name} is locked by a program that has it open for writing. It can be read once "
                 "the writer closes it (or writes it in SWMR mode)."
@@ -90,16 +91,57 @@ def _eof_detail(msg: str) -> str:
         return "size mismatch"
 
 
+def writer_pid(path: str | os.PathLike[str]) -> int | None:
+    """The process holding an exclusive (write) lock on ``path``, from ``/proc/locks``.
+
+    Reading ``/proc/locks`` takes no lock itself, so asking never gets in a writer's way. Only
+    locks taken on this machine are visible (not those of writers on other nodes of a parallel
+    filesystem, where HDF5 locking is usually disabled anyway).
+    """
+    try:
+        st = os.stat(path)
+        with open("/proc/locks") as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return None
+    key = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    for line in lines:
+        parts = line.split()
+        # "1: FLOCK  ADVISORY  WRITE 10044 fe:00:2146388 0 EOF"; "->" marks a waiting request
+        if len(parts) >= 6 and parts[1] != "->" and parts[3] == "WRITE" and parts[5] == key:
+            pid = int(parts[4]) if parts[4].isdigit() else -1
+            if pid != os.getpid():
+                return pid
+    return None
+
+
+def _busy(path: Path, pid: int | None) -> FileBusy:
+    who = f" (process {pid})" if pid and pid > 0 else ""
+    return FileBusy(
+        f"{path.name} is being written by another program{who} that has it open for writing. "
+        "It can be read once the writer closes it, or while it writes in SWMR mode."
+    )
+
+
 def _open(path: Path) -> h5py.File:
     check_hdf5_signature(path)
+    pid = writer_pid(path)
+    if pid is not None:
+        raise _busy(path, pid)
+    # locking=False: a viewer must never stop a simulation from opening its own output for
+    # writing, which a shared HDF5 lock held by a long-lived read handle would do.
+    opts = {"locking": False, "rdcc_nbytes": CHUNK_CACHE_BYTES, "rdcc_nslots": 10007}
     with h5_errors(path):
         try:
-            return h5py.File(path, "r", swmr=True, rdcc_nbytes=CHUNK_CACHE_BYTES, rdcc_nslots=10007)
+            return h5py.File(path, "r", swmr=True, **opts)
         except OSError as exc:
-            # Files written without SWMR (superblock < 3) refuse swmr=True; open them plainly.
-            if "unable to lock file" in str(exc) or "truncated" in str(exc):
+            msg = str(exc)
+            if "already open for write" in msg or "not already open for SWMR" in msg:
+                raise _busy(path, None) from exc
+            if "truncated" in msg or "signature" in msg:
                 raise
-            return h5py.File(path, "r", rdcc_nbytes=CHUNK_CACHE_BYTES, rdcc_nslots=10007)
+            # Open in this process without SWMR (e.g. by a notebook): match its mode.
+            return h5py.File(path, "r", **opts)
 
 
 @dataclass
@@ -108,7 +150,7 @@ class _Handle:
     stamp: tuple[int, int]
     users: int = 0
     stale: bool = False
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    last_used: float = field(default_factory=time.monotonic)
 
 
 def _stamp(path: Path) -> tuple[int, int]:
@@ -127,12 +169,17 @@ class HandleCache:
     max_files
         Handles kept open at once. Each holds up to :data:`CHUNK_CACHE_BYTES` of chunk cache per
         dataset read, so this bounds the server's memory for cached chunks.
+    idle_seconds
+        A handle nobody borrowed for this long is closed, so that other code in the same process
+        (a notebook writing the file the slicer shows) can open the file for writing.
     """
 
-    def __init__(self, max_files: int = 8) -> None:
+    def __init__(self, max_files: int = 8, idle_seconds: float = 5.0) -> None:
         self.max_files = max_files
+        self.idle_seconds = idle_seconds
         self._handles: OrderedDict[Path, _Handle] = OrderedDict()
         self._lock = threading.Lock()
+        self._janitor: threading.Thread | None = None
 
     @contextlib.contextmanager
     def open(self, path: str | os.PathLike[str]) -> Iterator[h5py.File]:
@@ -158,13 +205,41 @@ class HandleCache:
                 while len(self._handles) > self.max_files:
                     victim_path, victim = next(iter(self._handles.items()))
                     self._retire(victim_path, victim)
+        self._start_janitor()
         try:
             with h5_errors(real):
                 yield handle.file
         finally:
             with self._lock:
                 handle.users -= 1
+                handle.last_used = time.monotonic()
                 self._close_if_unused(handle)
+
+    def close_idle(self) -> int:
+        """Close handles unused for ``idle_seconds``; returns how many were closed."""
+        now = time.monotonic()
+        closed = 0
+        with self._lock:
+            for path, handle in list(self._handles.items()):
+                if handle.users == 0 and now - handle.last_used >= self.idle_seconds:
+                    self._retire(path, handle)
+                    closed += 1
+        return closed
+
+    def _start_janitor(self) -> None:
+        if self._janitor is not None and self._janitor.is_alive():
+            return
+        self._janitor = threading.Thread(target=self._sweep, name="dashapp-handles", daemon=True)
+        self._janitor.start()
+
+    def _sweep(self) -> None:
+        while True:
+            time.sleep(max(self.idle_seconds / 4, 0.05))
+            self.close_idle()
+            with self._lock:
+                if not self._handles:
+                    self._janitor = None
+                    return
 
     def forget(self, path: str | os.PathLike[str]) -> None:
         """Close the handle of ``path`` (once unused) so the next read reopens the file."""

@@ -169,28 +169,33 @@ def _read_attrs(obj: h5py.HLObject) -> dict[str, str]:
     return out
 
 
+_FILTER_NAMES = {
+    1: "gzip", 2: "shuffle", 3: "fletcher32", 4: "szip", 5: "nbit", 6: "scaleoffset",
+    307: "bzip2", 32000: "lzf", 32001: "blosc", 32004: "lz4", 32008: "bitshuffle",
+    32013: "zfp", 32015: "zstd", 32017: "sz", 32026: "blosc2",
+}  # fmt: skip
+
+
 def _compression(ds: h5py.Dataset) -> str:
+    """The dataset's filter pipeline in words: ``gzip(4)+shuffle``, ``blosc``, ``filter 32099``."""
     parts = []
-    if ds.compression:
-        opts = ds.compression_opts
-        parts.append(f"{ds.compression}" + (f"({opts})" if opts not in (None, ()) else ""))
-    if ds.shuffle:
-        parts.append("shuffle")
-    if ds.scaleoffset is not None:
-        parts.append("scaleoffset")
-    if ds.fletcher32:
-        parts.append("fletcher32")
-    if not ds.compression:
-        # Filters registered by plugins (Blosc, LZ4, Zstd, Bitshuffle) are not named by h5py.
-        try:
-            plist = ds.id.get_create_plist()
-            for i in range(plist.get_nfilters()):
-                code, _flags, _vals, fname = plist.get_filter(i)
-                if code not in (1, 2, 3, 6):  # gzip/shuffle/fletcher32/scaleoffset handled above
-                    label = fname.decode("utf-8", "replace") if fname else ""
-                    parts.append(label or f"filter {code}")
-        except Exception:
-            pass
+    try:
+        plist = ds.id.get_create_plist()
+        for i in range(plist.get_nfilters()):
+            code, _flags, values, fname = plist.get_filter(i)
+            name = _FILTER_NAMES.get(code)
+            if name is None:
+                label = fname.decode("utf-8", "replace") if fname else ""
+                name = label.split()[0].lower() if label else f"filter {code}"
+            if code == 1 and values:
+                name += f"({values[0]})"
+            parts.append(name)
+    except Exception:  # description only: never fail the tree over it
+        return ds.compression or ""
+    # shuffle is listed first in the pipeline but reads better after the compressor
+    if "shuffle" in parts and len(parts) > 1:
+        parts.remove("shuffle")
+        parts.insert(1, "shuffle")
     return "+".join(parts)
 
 
@@ -288,6 +293,8 @@ class _Walker:
         try:
             names = list(group.keys())
         except Exception as exc:
+            if depth == 0:  # the root group itself is damaged: the file cannot be browsed
+                raise
             node.problem = f"members unreadable: {exc}"
             return node
         for i, child in enumerate(names):
@@ -420,10 +427,7 @@ def get_object(
         if not isinstance(obj, h5py.Group):
             raise NotFound(f"{walked} is a dataset, so {path} does not exist.")
         walked += "/" + part
-        try:
-            link = obj.get(part, getlink=True)
-        except Exception as exc:
-            raise NotFound(f"{walked} cannot be read: {exc}") from exc
+        link = obj.get(part, getlink=True)  # damaged metadata raises; h5_errors words it
         if link is None:
             raise NotFound(f"{walked} does not exist in {Path(f.filename).name}.")
         if isinstance(link, h5py.ExternalLink):

@@ -1,0 +1,273 @@
+"""Reading slices: equal to numpy on the full array, for every layout, filter, dtype and axis."""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import h5py
+import hdf5plugin
+import numpy as np
+import pytest
+
+from dashapp.data import (
+    NotHDF5,
+    SliceRequest,
+    default_display_dims,
+    describe,
+    estimate_range,
+    read_slice,
+    to_real,
+    warm_up,
+)
+from dashapp.data import reader as reader_mod
+
+LAYOUTS = {
+    "contiguous": {},
+    "chunked": {"chunks": (4, 8, 8)},
+    "gzip": {"chunks": (4, 8, 8), "compression": "gzip", "shuffle": True},
+    "lzf": {"chunks": (3, 5, 7), "compression": "lzf"},
+    "blosc-zstd": {"chunks": (4, 8, 8), **hdf5plugin.Blosc(cname="zstd", clevel=5)},
+    "bitshuffle-lz4": {"chunks": (4, 8, 8), **hdf5plugin.Bitshuffle()},
+    "fletcher32": {"chunks": (4, 8, 8), "fletcher32": True},
+}
+
+DTYPES = ["bool", "int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64",
+          "float16", "float32", "float64", "complex64", "complex128"]  # fmt: skip
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _compiled():
+    warm_up()
+
+
+def _volume(dtype: str, shape=(10, 12, 14)) -> np.ndarray:
+    rng = np.random.default_rng(1)
+    if dtype == "bool":
+        return rng.random(shape) > 0.5
+    if dtype.startswith("complex"):
+        return (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)).astype(dtype)
+    if dtype.startswith(("int", "uint")):
+        info = np.iinfo(dtype)
+        return rng.integers(max(info.min, -1000), min(info.max, 1000), shape).astype(dtype)
+    return rng.standard_normal(shape).astype(dtype)
+
+
+def _write(path, data, **kw):
+    with h5py.File(path, "w") as f:
+        f.create_dataset("v", data=data, **kw)
+    return describe(path, "/v")
+
+
+def _full(info, axis, index, **kw):
+    display = default_display_dims(info.ndim, axis)
+    indices = [0] * info.ndim
+    indices[axis] = index
+    return read_slice(
+        info, SliceRequest("/v", display, tuple(indices), plot_size=(1000, 1000), **kw)
+    )
+
+
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+@pytest.mark.parametrize("axis", [0, 1, 2])
+def test_every_layout_reads_exactly_the_numpy_slice(tmp_path, layout, axis):
+    data = _volume("float32")
+    info = _write(tmp_path / "v.h5", data, **LAYOUTS[layout])
+    index = 3
+    image = _full(info, axis, index)
+    expected = np.take(data, index, axis=axis)
+    np.testing.assert_array_equal(image.values, expected)
+    assert not image.downsampled
+    assert image.values.shape == expected.shape
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_every_dtype_is_shown_as_real_numbers(tmp_path, dtype):
+    data = _volume(dtype)
+    info = _write(tmp_path / "v.h5", data, chunks=(2, 6, 7), compression="gzip")
+    image = _full(info, 1, 5)
+    expected = to_real(np.take(data, 5, axis=1), "magnitude")
+    np.testing.assert_allclose(image.values, expected, rtol=1e-6)
+    if dtype in ("int32", "uint32", "int64", "uint64", "float64", "complex128"):
+        assert image.values.dtype == np.float64  # wide integers stay exact in the hover readout
+    else:
+        assert image.values.dtype == np.float32
+
+
+@pytest.mark.parametrize(
+    ("part", "fn"),
+    [("magnitude", np.abs), ("phase", np.angle), ("real", np.real), ("imag", np.imag)],
+)
+def test_complex_parts(tmp_path, part, fn):
+    data = _volume("complex128")
+    info = _write(tmp_path / "c.h5", data)
+    image = _full(info, 0, 2, part=part)
+    np.testing.assert_allclose(image.values, fn(data[2]))
+
+
+def test_transposed_display_and_four_dims(tmp_path):
+    data = np.arange(2 * 3 * 4 * 5, dtype="f8").reshape(2, 3, 4, 5)
+    info = _write(tmp_path / "h.h5", data)
+    # show dim 3 up the screen and dim 1 across, at iteration 1 and dim-2 index 2
+    image = read_slice(info, SliceRequest("/v", (3, 1), (1, 0, 2, 0), plot_size=(100, 100)))
+    np.testing.assert_array_equal(image.values, data[1, :, 2, :].T)
+
+
+def test_zoomed_region_reads_only_that_region(tmp_path):
+    data = _volume("float64", (4, 100, 120))
+    path = tmp_path / "z.h5"
+    with h5py.File(path, "w") as f:
+        d = f.create_dataset("v", data=data)
+        for dim, n in ((1, 100), (2, 120)):
+            s = f.create_dataset(f"c{dim}", data=np.arange(n) * 2.0)  # cells 2 units wide
+            s.make_scale()
+            d.dims[dim].attach_scale(s)
+    info = describe(path, "/v")
+    req = SliceRequest(
+        "/v", (1, 2), (1, 0, 0), x_range=(20.5, 40.2), y_range=(9.0, 30.0), plot_size=(500, 500)
+    )
+    image = read_slice(info, req)
+    assert image.cols == (10, 21)  # cells 10..20 overlap x in [20.5, 40.2]
+    assert image.rows == (5, 16)
+    np.testing.assert_array_equal(image.values, data[1, 5:16, 10:21])
+    assert image.x == (19.0, 41.0)
+
+
+def test_decreasing_coordinates_are_drawn_increasing(tmp_path):
+    data = np.arange(12, dtype="f4").reshape(3, 4)
+    path = tmp_path / "dec.h5"
+    with h5py.File(path, "w") as f:
+        d = f.create_dataset("v", data=data)
+        s = f.create_dataset("depth", data=[30.0, 20.0, 10.0])
+        s.make_scale()
+        d.dims[0].attach_scale(s)
+    info = describe(path, "/v")
+    image = read_slice(info, SliceRequest("/v", (0, 1), (0, 0), plot_size=(100, 100)))
+    np.testing.assert_array_equal(image.values, data[::-1])
+    assert image.y == (5.0, 35.0)
+
+
+@pytest.mark.parametrize(("agg", "reduce"), [("mean", np.mean), ("max", np.max), ("min", np.min)])
+def test_downsampling_aggregates_blocks_of_cells(tmp_path, agg, reduce):
+    data = np.random.default_rng(3).random((1, 400, 600)).astype("f8")
+    info = _write(tmp_path / "big.h5", data, chunks=(1, 100, 100))
+    req = SliceRequest("/v", (1, 2), (0, 0, 0), plot_size=(100, 150), agg=agg)
+    image = read_slice(info, req)
+    assert image.downsampled
+    assert image.values.shape == (100, 150)
+    blocks = data[0].reshape(100, 4, 150, 4)
+    np.testing.assert_allclose(image.values, reduce(reduce(blocks, axis=3), axis=1), rtol=1e-6)
+
+
+def test_max_keeps_a_single_hot_cell_visible(tmp_path):
+    data = np.zeros((1, 2000, 2000), "f4")
+    data[0, 1234, 567] = 99.0
+    info = _write(tmp_path / "spike.h5", data, chunks=(1, 256, 256), compression="gzip")
+    image = read_slice(info, SliceRequest("/v", (1, 2), (0, 0, 0), plot_size=(300, 300), agg="max"))
+    assert image.values.max() == 99.0
+    mean = read_slice(info, SliceRequest("/v", (1, 2), (0, 0, 0), plot_size=(300, 300)))
+    assert 0 < mean.values.max() < 99.0
+
+
+def test_uneven_cells_are_resampled_onto_screen_pixels(tmp_path):
+    widths = np.r_[np.full(20, 10.0), 10 * 1.5 ** np.arange(1, 6)]
+    centres = np.cumsum(widths) - widths / 2
+    data = np.tile(np.arange(25, dtype="f4"), (6, 1))
+    path = tmp_path / "mesh.h5"
+    with h5py.File(path, "w") as f:
+        d = f.create_dataset("v", data=data)
+        s = f.create_dataset("x", data=centres)
+        s.make_scale()
+        d.dims[1].attach_scale(s)
+    info = describe(path, "/v")
+    image = read_slice(info, SliceRequest("/v", (0, 1), (0, 0), plot_size=(60, 400)))
+    assert image.values.shape == (6, 400)  # rows uniform: native; columns resampled
+    assert image.downsampled
+    # the last (widest) cell covers more screen pixels than a core cell
+    row = image.values[0]
+    assert (row == 24).sum() > 3 * (row == 0).sum()
+
+
+def test_special_values_are_reported(tmp_path):
+    data = np.ones((3, 4, 4), "f4")
+    data[0] = np.nan
+    data[1] = 7.0
+    data[2, 0, 0] = np.inf
+    data[2, 1, 1] = -np.inf
+    info = _write(tmp_path / "s.h5", data)
+    assert "no finite values" in _full(info, 0, 0).notes[0]
+    const = _full(info, 0, 1)
+    assert const.stats.constant
+    assert "every value in this slice is 7" in const.notes[0]
+    inf = _full(info, 0, 2)
+    assert inf.stats.n_inf == 2
+    assert (inf.stats.min, inf.stats.max) == (1.0, 1.0)
+
+
+def test_missing_virtual_sources_read_as_fill_value(tmp_path):
+    with h5py.File(tmp_path / "a.h5", "w") as f:
+        f["d"] = np.full((4, 5), 3.0)
+    layout = h5py.VirtualLayout((2, 4, 5), "f8")
+    layout[0] = h5py.VirtualSource("a.h5", "d", (4, 5))
+    layout[1] = h5py.VirtualSource("b.h5", "d", (4, 5))
+    with h5py.File(tmp_path / "v.h5", "w") as f:
+        f.create_virtual_dataset("v", layout, fillvalue=-1)
+    info = describe(tmp_path / "v.h5", "/v", root=tmp_path)
+    assert "1 of 2 virtual source files are missing" in info.notes[0]
+    np.testing.assert_array_equal(_full(info, 0, 0).values, 3.0)
+    np.testing.assert_array_equal(_full(info, 0, 1).values, -1.0)
+
+
+def test_a_region_larger_than_the_budget_is_read_with_a_stride(tmp_path, monkeypatch):
+    monkeypatch.setattr(reader_mod, "READ_BUDGET", 10_000)
+    data = np.arange(400 * 400, dtype="f4").reshape(1, 400, 400)
+    info = _write(tmp_path / "b.h5", data)
+    image = read_slice(info, SliceRequest("/v", (1, 2), (0, 0, 0), plot_size=(1000, 1000)))
+    assert image.step == 4
+    assert "every 4th cell" in image.notes[0]
+    np.testing.assert_array_equal(image.values, data[0, ::4, ::4])
+
+
+def test_reading_a_slice_never_loads_the_whole_dataset(tmp_path):
+    """A 64 MiB volume; each slice read must stay far below that in Python allocations."""
+    path = tmp_path / "vol.h5"
+    with h5py.File(path, "w") as f:
+        d = f.create_dataset("v", shape=(256, 256, 256), dtype="f4", chunks=(32, 32, 32))
+        for i in range(0, 256, 32):
+            d[i : i + 32] = np.random.default_rng(i).random((32, 256, 256), dtype="f4")
+    info = describe(path, "/v")
+    for axis in (0, 1, 2):
+        tracemalloc.start()
+        image = _full(info, axis, 100)
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        assert image.values.shape == (256, 256)
+        assert peak < 8 * 2**20, f"axis {axis}: peak {peak / 2**20:.1f} MiB for a 64 MiB volume"
+
+
+def test_unavailable_compression_filter_is_reported(tmp_path):
+    path = tmp_path / "odd.h5"
+    with h5py.File(path, "w") as f:
+        d = f.create_dataset(
+            "v",
+            shape=(4, 4),
+            dtype="f4",
+            chunks=(4, 4),
+            compression=32099,
+            allow_unknown_filter=True,
+        )
+        d.id.write_direct_chunk((0, 0), b"\x00" * 64)
+    info = describe(path, "/v")
+    with pytest.raises(NotHDF5, match="cannot be decoded"):
+        read_slice(info, SliceRequest("/v", (0, 1), (0, 0)))
+
+
+def test_estimate_range_is_exact_for_small_and_bounded_for_large(tmp_path):
+    small = _write(tmp_path / "s.h5", np.arange(1000, dtype="f4").reshape(10, 10, 10))
+    r = estimate_range(small)
+    assert (r.min, r.max, r.exact) == (0.0, 999.0, True)
+    data = np.random.default_rng(0).random((64, 128, 128)).astype("f4")
+    big = _write(tmp_path / "b.h5", data, chunks=(16, 32, 32))
+    r = estimate_range(big, budget=100_000)
+    assert not r.exact
+    assert r.sampled <= 100_000
+    assert 0 <= r.min < 0.01 and 0.99 < r.max <= 1
