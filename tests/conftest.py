@@ -116,9 +116,9 @@ class PanelServer:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"panel serve exited:\n{self.log.read_text()}")
-            with contextlib.suppress(OSError):
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/liveness", timeout=2):
-                    return
+            url = f"http://127.0.0.1:{self.port}/liveness"
+            with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=2):
+                return
             time.sleep(0.3)
         raise RuntimeError(f"panel serve did not start in {timeout} s:\n{self.log.read_text()}")
 

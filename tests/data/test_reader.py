@@ -270,4 +270,5 @@ def test_estimate_range_is_exact_for_small_and_bounded_for_large(tmp_path):
     r = estimate_range(big, budget=100_000)
     assert not r.exact
     assert r.sampled <= 100_000
-    assert 0 <= r.min < 0.01 and 0.99 < r.max <= 1
+    assert 0 <= r.min < 0.01
+    assert 0.99 < r.max <= 1
