@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import threading
 import time
 from collections import OrderedDict
@@ -123,25 +124,39 @@ def _busy(path: Path, pid: int | None) -> FileBusy:
     )
 
 
+def _flag_mismatch(msg: str) -> bool:
+    # "file locking flag values don't match", "file locking 'ignore disabled locks' flag values
+    # don't match", "SWMR read access flag not the same for file that is already open"
+    return "flag" in msg and ("match" in msg or "not the same" in msg)
+
+
 def _open(path: Path) -> h5py.File:
     check_hdf5_signature(path)
     pid = writer_pid(path)
     if pid is not None:
         raise _busy(path, pid)
     # locking=False: a viewer must never stop a simulation from opening its own output for
-    # writing, which a shared HDF5 lock held by a long-lived read handle would do.
-    opts = {"locking": False, "rdcc_nbytes": CHUNK_CACHE_BYTES, "rdcc_nslots": 10007}
+    # writing, which a shared HDF5 lock held by a long-lived read handle would do. In a notebook
+    # kernel the user's own h5py.File calls use HDF5's default locking, and HDF5 refuses two
+    # opens of one file with different locking flags in one process, so match the default there.
+    opts = {"rdcc_nbytes": CHUNK_CACHE_BYTES, "rdcc_nslots": 10007}
+    lockings: list[bool | str | None] = [False, None, True, "best-effort"]
+    if "ipykernel" in sys.modules:
+        lockings = [None, False, True, "best-effort"]
+    attempts = [{"swmr": swmr, "locking": lock} for lock in lockings for swmr in (True, False)]
     with h5_errors(path):
-        try:
-            return h5py.File(path, "r", swmr=True, **opts)
-        except OSError as exc:
-            msg = str(exc)
-            if "already open for write" in msg or "not already open for SWMR" in msg:
-                raise _busy(path, None) from exc
-            if "truncated" in msg or "signature" in msg:
-                raise
-            # Open in this process without SWMR (e.g. by a notebook): match its mode.
-            return h5py.File(path, "r", **opts)
+        for i, attempt in enumerate(attempts):
+            try:
+                return h5py.File(path, "r", **attempt, **opts)
+            except OSError as exc:
+                msg = str(exc)
+                if "already open for write" in msg or "not already open for SWMR" in msg:
+                    raise _busy(path, None) from exc
+                # Retry only what another open of this file in this process explains: its SWMR
+                # flag ("SWMR read access flag not the same") or its locking flag.
+                if i == len(attempts) - 1 or not _flag_mismatch(msg):
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
 
 
 @dataclass

@@ -1,0 +1,57 @@
+"""Latest-wins: a burst of requests runs the first and the last, never a queue."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from dashapp.state import LatestOnly
+
+
+def test_a_burst_runs_only_the_first_and_the_last():
+    release = threading.Event()
+    ran, done = [], []
+
+    def job(i):
+        if i == 0:
+            release.wait(5)  # the first job is slow: the rest of the burst piles up
+        ran.append(i)
+        return i
+
+    runner = LatestOnly(lambda seq, result, error: done.append((seq, result, error)))
+    for i in range(50):
+        runner.submit(job, i)
+    release.set()
+    assert runner.wait(5)
+    assert ran == [0, 49]
+    assert runner.dropped == 48
+    assert done[-1] == (50, 49, None)
+
+
+def test_errors_are_delivered_and_later_jobs_still_run():
+    done = []
+    runner = LatestOnly(lambda seq, result, error: done.append((result, type(error))))
+
+    def boom():
+        raise ValueError("bad file")
+
+    runner.submit(boom)
+    runner.wait(5)
+    runner.submit(lambda: 7)
+    runner.wait(5)
+    assert done == [(None, ValueError), (7, type(None))]
+
+
+def test_slow_reads_of_one_view_do_not_queue_behind_each_other():
+    runner = LatestOnly(lambda *a: None)
+    starts = []
+
+    def job():
+        starts.append(time.monotonic())
+        time.sleep(0.05)
+
+    for _ in range(20):
+        runner.submit(job)
+        time.sleep(0.005)
+    runner.wait(5)
+    assert len(starts) <= 4  # ~0.1 s of requests while each read takes 0.05 s

@@ -1,0 +1,60 @@
+"""The app view: browser + slicer sharing a state; deep links; messages."""
+
+from __future__ import annotations
+
+import pytest
+
+from dashapp.views.app import SlicerApp
+from dashapp.views.browser import _default_dataset, entry_items, tree_items
+
+from ..fixtures import write_volume
+
+
+@pytest.fixture
+def root(tmp_path):
+    (tmp_path / "runs").mkdir()
+    write_volume(tmp_path / "runs" / "inv.h5")
+    (tmp_path / "runs" / "old.hdf").write_bytes(b"\x0e\x03\x13\x01" + bytes(100))
+    import h5py
+
+    with h5py.File(tmp_path / "runs" / "scalars.h5", "w") as f:
+        f["energy"] = 1.5
+    return tmp_path
+
+
+def test_deep_link_opens_file_in_browser_and_view_in_slicer(root):
+    app = SlicerApp(root, {"file": [b"runs/inv.h5"], "dataset": [b"/model"], "axis": [b"1"]})
+    assert app.browser_state.folder == "runs"
+    assert app.browser_state.file == "runs/inv.h5"
+    assert app.slice_state.axis == 1
+    assert app.slicer.image is not None
+    assert not app._message.visible
+
+
+def test_bad_link_values_are_reported(root):
+    app = SlicerApp(root, {"file": "runs/inv.h5", "dataset": "/model", "cmap": "jet"})
+    assert app._message.visible
+    assert "jet" in app._message.object
+
+
+def test_picking_files_without_images_or_not_hdf5(root):
+    app = SlicerApp(root)
+    assert "Pick an HDF5 file" in app._message.object
+    app.browser_state.open("runs/scalars.h5")
+    app.pick("runs/scalars.h5", _default_dataset(app.browser_state.tree) or "")
+    assert "no numeric dataset of 2 or more dimensions" in app._message.object
+    app.browser_state.open("runs/old.hdf")
+    assert "HDF4" in app._message.object
+    assert app._message.alert_type == "danger"
+
+
+def test_browser_items(root):
+    app = SlicerApp(root)
+    app.browser_state.open("runs")
+    items = entry_items(app.browser_state.entries, app.browser_state.parent)
+    assert [i["label"] for i in items] == ["..", "inv.h5", "old.hdf", "scalars.h5"]
+    app.browser_state.open("runs/inv.h5")
+    tree = tree_items(app.browser_state.tree)
+    labels = {i["label"]: i for i in tree}
+    assert labels["model"]["icon"] == "image"
+    assert "20 × 30 × 40, float32" in labels["model"]["secondary"]

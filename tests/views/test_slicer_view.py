@@ -1,0 +1,128 @@
+"""The Slicer viewer without a browser: assert on the Bokeh models it builds and updates."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import panel as pn
+import pytest
+from bokeh.models import ColorBar, GlyphRenderer, Image, LogColorMapper
+
+from dashapp import Slicer
+from dashapp.data import open_file, warm_up
+from dashapp.views.palettes import palette
+
+from ..fixtures import write_history, write_volume
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _compiled():
+    warm_up()
+
+
+@pytest.fixture
+def vol(tmp_path):
+    path = write_volume(tmp_path / "vol.h5")
+    write_history(path)
+    with h5py.File(path, "a") as f:
+        f["title"] = "a string"
+    return path
+
+
+def _image(slicer: Slicer) -> np.ndarray:
+    return slicer.plot.source.data["image"][0]
+
+
+def test_builds_bokeh_models_with_image_colorbar_and_labels(vol):
+    slicer = Slicer(vol, dataset="/model", axis=2)
+    root = pn.panel(slicer).get_root()
+    images = [r for r in root.select({"type": GlyphRenderer}) if isinstance(r.glyph, Image)]
+    assert len(images) == 1
+    assert len(list(root.select({"type": ColorBar}))) == 1
+    fig = slicer.plot.figure
+    assert fig.xaxis[0].axis_label == "y (m)"
+    assert fig.yaxis[0].axis_label == "z (m)"
+    assert slicer.plot.colorbar.title == "model (S/m)"
+    labels = [label for label, _ in slicer.plot.hover.tooltips]
+    assert labels == ["y (m)", "z (m)", "model (S/m)"]
+    assert _image(slicer).shape == (20, 30)
+
+
+def test_moving_the_index_redraws_that_slice(vol):
+    slicer = Slicer(vol, dataset="/model", axis=2, index=3)
+    with open_file(vol) as f:  # the viewer holds the file: borrow its handle
+        expected = f["model"][:, :, 17]
+    slicer.index = 17
+    np.testing.assert_allclose(_image(slicer), expected)
+    assert "x = 175 m (index 17 of 40)" in slicer._status.object
+
+
+def test_axis_widget_lists_named_axes_and_changes_the_plane(vol):
+    slicer = Slicer(vol, dataset="/model")
+    assert slicer._axis.options == {"z": 0, "y": 1, "x": 2}
+    slicer._axis.value = 1
+    assert slicer.state.axis == 1
+    assert _image(slicer).shape == (20, 40)
+    assert slicer._index.end == 29
+
+
+def test_colour_settings_touch_only_the_mapper(vol):
+    slicer = Slicer(vol, dataset="/model")
+    data_before = _image(slicer)
+    slicer.cmap = "kbc"
+    mapper = slicer.plot.renderer.glyph.color_mapper
+    assert list(mapper.palette) == list(palette("kbc"))
+    slicer.reverse = True
+    assert list(mapper.palette) == list(palette("kbc"))[::-1]
+    slicer.scale = "log"
+    log = slicer.plot.renderer.glyph.color_mapper
+    assert isinstance(log, LogColorMapper)
+    assert slicer.plot.colorbar.color_mapper is log
+    assert log.low > 0
+    slicer.state.apply_view(vmin=0.5, vmax=1.5)
+    assert (log.low, log.high) == (0.5, 1.5)
+    assert _image(slicer) is data_before  # no re-read for colour changes
+
+
+def test_four_dims_show_a_slider_per_other_dim(vol):
+    slicer = Slicer(vol, dataset="/history")
+    assert slicer._others.visible
+    (iteration,) = slicer._others.objects
+    assert iteration.end == 3
+    with open_file(vol) as f:
+        expected = f["history"][2, slicer.index]
+    iteration.value = 2
+    assert slicer.state.indices == {0: 2}
+    np.testing.assert_allclose(_image(slicer), expected)
+    assert slicer._dims.visible
+
+
+def test_unviewable_dataset_shows_a_message(vol):
+    slicer = Slicer(vol, dataset="/model")
+    slicer.dataset = "/title"
+    assert slicer._alert.visible
+    assert "holds text" in slicer._alert.object
+
+
+def test_a_read_failure_keeps_the_last_picture(vol, tmp_path):
+    slicer = Slicer(vol, dataset="/model")
+    shown = _image(slicer)
+    data = vol.read_bytes()
+    vol.write_bytes(data[: len(data) // 3])  # the file is cut short under the viewer
+    slicer.index = 2
+    assert slicer._alert.visible
+    assert "truncated" in slicer._alert.object
+    assert "last good picture" in slicer._alert.object
+    assert _image(slicer) is shown
+    vol.write_bytes(data)
+    slicer.index = 3
+    assert not slicer._alert.visible
+
+
+def test_notebook_sources(vol):
+    with h5py.File(vol) as f:  # the user's own handle, opened first with default locking
+        from_dataset = Slicer(f["history"], axis=2)
+        assert (from_dataset.dataset, from_dataset.axis) == ("/history", 2)
+        assert _image(from_dataset).shape == (6, 10)
+    largest = Slicer(str(vol))
+    assert largest.dataset == "/model"  # the largest image-like dataset
