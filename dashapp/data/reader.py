@@ -352,12 +352,16 @@ def estimate_range(
     return ValueRange(st.min, st.max, st.p2, st.p98, st.pos_min, int(values.size), total)
 
 
-def warm_up() -> None:
-    """Compile datashader's numba kernels (a few seconds, once per process) ahead of first use."""
+def warm_up(aggs: tuple[str, ...] = ("mean",)) -> None:
+    """Compile datashader's numba kernels ahead of first use.
+
+    Each reduction costs 1-5 s of compilation once per process (~10 s for ``mean``, the
+    default; ~28 s for all of :data:`AGGREGATIONS`), so a server warms the default one at start.
+    """
     values = np.zeros((8, 8), dtype=np.float32)
     centers = np.arange(8, dtype=float)
     uneven = np.cumsum(np.arange(1, 9, dtype=float))
-    for agg in AGGREGATIONS:
+    for agg in aggs:
         for dtype in (np.float32, np.float64):
             _aggregate(values.astype(dtype), centers, centers, (0, 8), (0, 8), (4, 4), agg)
-        _aggregate(values, centers, uneven, (0, 8), (0, 36), (4, 4), agg)
+            _aggregate(values.astype(dtype), centers, uneven, (0, 8), (0, 36), (4, 4), agg)

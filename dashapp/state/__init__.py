@@ -5,7 +5,7 @@ from __future__ import annotations
 from .browser import BrowserState
 from .latest import LatestOnly
 from .query import apply_query, parse_query, to_query
-from .slice import CLIM_MODES, CMAPS, VIEW_PARAMS, SliceState, resolve_limits
+from .slice import CLIM_MODES, CMAPS, VIEW_PARAMS, SliceState, resolve_limits, suggest_scale
 
 __all__ = [
     "CLIM_MODES",
@@ -17,5 +17,6 @@ __all__ = [
     "apply_query",
     "parse_query",
     "resolve_limits",
+    "suggest_scale",
     "to_query",
 ]

@@ -60,8 +60,7 @@ def to_query(state: SliceState) -> dict[str, str]:
         q["clim"] = state.clim
     if state.clim == "manual" and state.vmin is not None and state.vmax is not None:
         q["vmin"], q["vmax"] = _fmt(state.vmin), _fmt(state.vmax)
-    if state.scale != "linear":
-        q["scale"] = state.scale
+    q["scale"] = state.scale  # always: an opened link must not re-guess the scale
     if state.agg != "mean":
         q["agg"] = state.agg
     if state.info.kind == "complex" and state.part != "magnitude":

@@ -29,7 +29,7 @@ from ..data import (
     resolve,
 )
 
-__all__ = ["CLIM_MODES", "CMAPS", "VIEW_PARAMS", "SliceState", "resolve_limits"]
+__all__ = ["CLIM_MODES", "CMAPS", "VIEW_PARAMS", "SliceState", "resolve_limits", "suggest_scale"]
 
 #: Colour maps offered: perceptually uniform maps from colorcet (and matplotlib's viridis family),
 #: sequential first, then diverging and isoluminant ones.
@@ -45,6 +45,13 @@ VIEW_PARAMS = (
     "axis", "index", "display", "indices", "cmap", "reverse", "clim", "vmin", "vmax", "scale",
     "agg", "part", "x_range", "y_range",
 )  # fmt: skip
+
+
+def suggest_scale(stats: SliceStats) -> str:
+    """``log`` for positive values spanning two decades or more, else ``linear``."""
+    if np.isfinite(stats.min) and stats.min > 0 and stats.max / stats.min >= 100:
+        return "log"
+    return "linear"
 
 
 def resolve_limits(
@@ -125,6 +132,11 @@ class SliceState(param.Parameterized):
     vmin = param.Number(default=None, allow_None=True, doc="Lower colour limit in manual mode.")
     vmax = param.Number(default=None, allow_None=True, doc="Upper colour limit in manual mode.")
     scale = param.Selector(default="linear", objects=["linear", "log"], doc="Colour scale.")
+    auto_scale = param.Boolean(
+        default=True,
+        doc="On opening a dataset, switch to a log scale if its first slice is positive and "
+        "spans two decades or more (conductivities, resistivities, intensities).",
+    )
     agg = param.Selector(
         default="mean",
         objects=list(AGGREGATIONS),
@@ -250,6 +262,7 @@ class SliceState(param.Parameterized):
         self.indices = {d: 0 for d in self.other_dims}
         self.x_range = None
         self.y_range = None
+        self.auto_scale = True
         if self.clim != "manual":
             self.vmin = self.vmax = None
 
@@ -306,6 +319,8 @@ class SliceState(param.Parameterized):
                 else:
                     notes.append(f"dim {dim} has no slider in this view; its index was ignored")
             rest["indices"] = clean
+        if "scale" in rest:
+            rest["auto_scale"] = False
         for key in ("vmin", "vmax"):
             if key in rest and rest[key] is not None:
                 rest[key] = float(rest[key])

@@ -96,6 +96,8 @@ class SlicerApp(pn.viewable.Viewer):
         if problems:
             self._say("Parts of the link were not understood: " + "; ".join(problems), "warning")
         self._hint()
+        if browser_state.error and not slice_state.error:
+            self._say(browser_state.error, "danger")
         slice_state.param.watch(
             self._sync_url,
             [

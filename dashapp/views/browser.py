@@ -134,7 +134,7 @@ class FileBrowser(pn.viewable.Viewer):
             "", sizing_mode="stretch_width", margin=(0, 5), css_classes=["dashapp-where"]
         )
         self._refresh = pn.widgets.Button(
-            name="↻", width=40, description="List the folder again", margin=(0, 5)
+            label="↻", width=40, description="List the folder again", margin=(0, 5)
         )
         self._entries = pmui.Tree(
             items=[],

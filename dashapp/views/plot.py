@@ -16,6 +16,7 @@ from bokeh.models import (
     BoxZoomTool,
     ColorBar,
     ColumnDataSource,
+    CustomJS,
     HoverTool,
     LinearColorMapper,
     LogColorMapper,
@@ -92,18 +93,28 @@ def hover_tooltips(info: DatasetInfo, display: tuple[int, int]) -> list[tuple[st
 
 @dataclass
 class SlicePlot:
-    """The Bokeh models of one slice view."""
+    """The Bokeh models of one slice view.
+
+    A linear and a log image glyph share one data source, each with its own colour mapper;
+    switching scale toggles their visibility (swapping ``color_mapper`` on a live image glyph is
+    not reliably redrawn by BokehJS). Each mapper has its own colour bar and only the one in use
+    is in the plot's layout (a hidden colour bar still takes space, and a colour bar whose
+    mapper is swapped keeps its old palette and tick spacing).
+    """
 
     figure: object
     source: ColumnDataSource
     linear: LinearColorMapper
     log: LogColorMapper
-    colorbar: ColorBar
+    colorbars: dict[str, ColorBar]
+    renderers: dict[str, object]
     hover: HoverTool
+    #: Full extent of the plane and whether to fit the view to it (see :meth:`set_extent`).
+    extent: ColumnDataSource
 
     @classmethod
     def create(cls) -> SlicePlot:
-        """Build the figure: image glyph, colour bar, pan/zoom/reset/save tools and hover."""
+        """Build the figure: image glyphs, colour bars, pan/zoom/reset/save tools and hover."""
         source = ColumnDataSource(image_data(_empty()))
         colours = palette("fire")
         linear = LinearColorMapper(palette=colours, low=0, high=1, nan_color="rgba(0,0,0,0)")
@@ -128,49 +139,115 @@ class SlicePlot:
             toolbar_location="above",
             output_backend="canvas",
             name="slice-plot",
+            css_classes=["dashapp-plot"],
         )
-        fig.image(
-            image="image",
-            x="x",
-            y="y",
-            dw="dw",
-            dh="dh",
-            source=source,
-            color_mapper=linear,
-            name="slice-image",
-        )
+        renderers = {}
+        for scale, mapper in (("linear", linear), ("log", log)):
+            renderers[scale] = fig.image(
+                image="image",
+                x="x",
+                y="y",
+                dw="dw",
+                dh="dh",
+                source=source,
+                color_mapper=mapper,
+                name=f"slice-image-{scale}",
+                visible=scale == "linear",
+            )
+        colorbars = {
+            # Explicit styles: a colour bar added later does not get the page theme's defaults.
+            scale: ColorBar(
+                color_mapper=mapper,
+                width=14,
+                title_standoff=8,
+                padding=8,
+                name=f"slice-colorbar-{scale}",
+                title_text_font_style="normal",
+                title_text_font_size="13px",
+                major_label_text_font_size="11px",
+                major_label_text_color="#333333",
+                title_text_color="#333333",
+                background_fill_color="#ffffff",
+                label_standoff=6,
+            )
+            for scale, mapper in (("linear", linear), ("log", log))
+        }
+        fig.add_layout(colorbars["linear"], "right")
+        hover.renderers = list(renderers.values())
         fig.grid.visible = False
         fig.background_fill_color = "#f4f4f4"
-        colorbar = ColorBar(
-            color_mapper=linear, width=14, title_standoff=8, padding=8, name="slice-colorbar"
+        extent = ColumnDataSource(
+            {"x0": [0.0], "x1": [1.0], "y0": [0.0], "y1": [1.0], "equal": [False], "fit": [True]},
+            name="slice-extent",
         )
-        fig.add_layout(colorbar, "right")
-        return cls(fig, source, linear, log, colorbar, hover)
+        # Fit the ranges in the browser, where the frame's true size is known at every layout
+        # change (the colour bar's tick labels alone move it by tens of pixels).
+        fit = CustomJS(args={"fig": fig, "ext": extent}, code=_FIT_JS)
+        fig.js_on_change("inner_width", fit)
+        fig.js_on_change("inner_height", fit)
+        extent.js_on_change("data", fit)
+        return cls(fig, source, linear, log, colorbars, renderers, hover, extent)
+
+    @property
+    def scale(self) -> str:
+        """The colour scale shown: ``linear`` or ``log``."""
+        return "log" if self.renderers["log"].visible else "linear"
 
     @property
     def renderer(self):
-        """The image glyph renderer."""
-        return self.figure.renderers[0]
+        """The visible image glyph renderer."""
+        return self.renderers[self.scale]
+
+    @property
+    def colorbar(self) -> ColorBar:
+        """The colour bar shown."""
+        return self.colorbars[self.scale]
+
+    @property
+    def mapper(self) -> LinearColorMapper | LogColorMapper:
+        """The colour mapper in use."""
+        return self.log if self.scale == "log" else self.linear
 
     def set_colour(self, cmap: str, reverse: bool, scale: str, limits: tuple[float, float]) -> None:
         """Apply a colour map, scale and limits (no data is resent)."""
         mapper = self.log if scale == "log" else self.linear
         colours = palette(cmap, reverse)
-        if mapper.palette != colours:
-            mapper.palette = colours
+        for m in (self.linear, self.log):
+            if tuple(m.palette) != colours:
+                m.palette = colours
         mapper.update(low=limits[0], high=limits[1])
-        glyph = self.renderer.glyph
-        if glyph.color_mapper is not mapper:
-            glyph.color_mapper = mapper
-            self.colorbar.color_mapper = mapper
+        for name in ("linear", "log"):
+            visible = name == scale
+            if self.renderers[name].visible != visible:
+                self.renderers[name].visible = visible
+        if self.figure.right != [self.colorbars[scale]]:
+            self.figure.right = [self.colorbars[scale]]
 
     def set_labels(self, info: DatasetInfo, display: tuple[int, int]) -> None:
         """Axis titles, colour bar title and hover readout for a dataset and plane."""
         row, col = info.axes[display[0]], info.axes[display[1]]
         self.figure.xaxis.axis_label = col.label
         self.figure.yaxis.axis_label = row.label
-        self.colorbar.title = info.title
+        for bar in self.colorbars.values():
+            bar.title = info.title
         self.hover.tooltips = hover_tooltips(info, display)
+
+    def set_extent(
+        self, x: tuple[float, float], y: tuple[float, float], equal: bool, fit: bool
+    ) -> None:
+        """The plane's full extent; with ``fit`` the browser shows all of it.
+
+        With ``equal`` one data unit spans as many pixels across as up. The browser recomputes
+        the fitted ranges whenever the plot's frame changes size.
+        """
+        self.extent.data = {
+            "x0": [x[0]],
+            "x1": [x[1]],
+            "y0": [y[0]],
+            "y1": [y[1]],
+            "equal": [bool(equal)],
+            "fit": [bool(fit)],
+        }
 
     def set_ranges(self, x: tuple[float, float], y: tuple[float, float], reset: bool) -> None:
         """Show ``x``/``y``; with ``reset`` they also become what the reset tool returns to."""
@@ -180,6 +257,27 @@ class SlicePlot:
             yr.update(reset_start=y[0], reset_end=y[1])
         xr.update(start=x[0], end=x[1])
         yr.update(start=y[0], end=y[1])
+
+
+_FIT_JS = """
+const d = ext.data;
+const w = fig.inner_width, h = fig.inner_height;
+if (!(w > 0) || !(h > 0)) return;
+const x0 = d.x0[0], x1 = d.x1[0], y0 = d.y0[0], y1 = d.y1[0];
+let X0 = x0, X1 = x1, Y0 = y0, Y1 = y1;
+if (d.equal[0]) {
+  const per = Math.max((x1 - x0) / w, (y1 - y0) / h);
+  const cx = (x0 + x1) / 2, cy = (y0 + y1) / 2;
+  X0 = cx - per * w / 2; X1 = cx + per * w / 2;
+  Y0 = cy - per * h / 2; Y1 = cy + per * h / 2;
+}
+fig.x_range.setv({reset_start: X0, reset_end: X1});
+fig.y_range.setv({reset_start: Y0, reset_end: Y1});
+if (d.fit[0]) {
+  fig.x_range.setv({start: X0, end: X1});
+  fig.y_range.setv({start: Y0, end: Y1});
+}
+"""
 
 
 def _empty() -> SliceImage:

@@ -30,7 +30,7 @@ from ..data import (
     read_tree,
     relative_to_root,
 )
-from ..state import CMAPS, SliceState, resolve_limits
+from ..state import CMAPS, SliceState, resolve_limits, suggest_scale
 from ..state.latest import EXECUTOR, LatestOnly
 from .palettes import palette
 from .plot import DEFAULT_FRAME, SlicePlot, equal_aspect_ranges, image_data, wants_equal_aspect
@@ -115,6 +115,7 @@ class Slicer(pn.viewable.Viewer):
         self._plane: tuple | None = None
         self._syncing_ranges = False
         self._global: dict[tuple, ValueRange] = {}
+        self._syncing_widgets = False
         self._read_ms = 0.0
         self._build_widgets()
         self._layout = self._build_layout()
@@ -192,21 +193,21 @@ class Slicer(pn.viewable.Viewer):
     def _build_widgets(self) -> None:
         st = self.state
         self._axis = pn.widgets.RadioButtonGroup(
-            name="Normal axis",
+            label="Normal axis",
             options={"-": 0},
-            button_type="primary",
-            button_style="outline",
+            color="primary",
+            variant="outline",
             sizing_mode="stretch_width",
         )
         self._index = pn.widgets.EditableIntSlider(
-            name="Slice", start=0, end=1, value=0, sizing_mode="stretch_width", fixed_start=0
+            label="Slice", start=0, end=1, value=0, sizing_mode="stretch_width", fixed_start=0
         )
         self._others = pn.Column(sizing_mode="stretch_width", margin=0)
         self._dims = pn.widgets.Select(
-            name="Displayed dims (rows, columns)", options={}, sizing_mode="stretch_width"
+            label="Displayed dims (rows, columns)", options={}, sizing_mode="stretch_width"
         )
         self._cmap = pn.widgets.ColorMap(
-            name="Colour map",
+            label="Colour map",
             options={name: list(palette(name)) for name in CMAPS},
             value_name=st.cmap,
             value=list(palette(st.cmap)),
@@ -214,24 +215,24 @@ class Slicer(pn.viewable.Viewer):
             swatch_width=120,
             sizing_mode="stretch_width",
         )
-        self._reverse = pn.widgets.Checkbox.from_param(st.param.reverse, name="Reverse colours")
+        self._reverse = pn.widgets.Checkbox.from_param(st.param.reverse, label="Reverse colours")
         self._clim = pn.widgets.RadioButtonGroup.from_param(
-            st.param.clim, name="Colour limits", button_style="outline", sizing_mode="stretch_width"
+            st.param.clim, label="Colour limits", variant="outline", sizing_mode="stretch_width"
         )
-        self._vmin = pn.widgets.FloatInput.from_param(st.param.vmin, name="min", width=110)
-        self._vmax = pn.widgets.FloatInput.from_param(st.param.vmax, name="max", width=110)
+        self._vmin = pn.widgets.FloatInput.from_param(st.param.vmin, label="min", width=110)
+        self._vmax = pn.widgets.FloatInput.from_param(st.param.vmax, label="max", width=110)
         self._scale = pn.widgets.RadioButtonGroup.from_param(
-            st.param.scale, name="Scale", button_style="outline", sizing_mode="stretch_width"
+            st.param.scale, label="Scale", variant="outline", sizing_mode="stretch_width"
         )
         self._agg = pn.widgets.Select.from_param(
             st.param.agg,
-            name="Downsampling (pixel = mean/max/min/first of its cells)",
+            label="Downsampling (pixel = mean/max/min/first of its cells)",
             sizing_mode="stretch_width",
         )
         self._part = pn.widgets.RadioButtonGroup.from_param(
             st.param.part,
-            name="Complex values",
-            button_style="outline",
+            label="Complex values",
+            variant="outline",
             sizing_mode="stretch_width",
         )
         self._title = pn.pane.HTML(
@@ -327,14 +328,25 @@ class Slicer(pn.viewable.Viewer):
         for axis in info.axes:
             label = axis.name if axis.name not in options else f"{axis.name} (dim {axis.dim})"
             options[label] = axis.dim
-        self._axis.options = options if has_axis else {"-": 0}
-        self._axis.value = st.axis
+        self._syncing_widgets = True
+        try:
+            self._sync_plane_widgets(options, has_axis)
+        finally:
+            self._syncing_widgets = False
+        self._part.visible = info.kind == "complex"
+        self._notes.object = "<br>".join(_esc(n) for n in info.notes)
+        self._notes.visible = bool(info.notes)
+
+    def _sync_plane_widgets(self, options: dict[str, int], has_axis: bool) -> None:
+        """Set the axis, slice and plane widgets from the state (their events are ignored)."""
+        st, info = self.state, self.state.info
+        self._axis.param.update(options=options if has_axis else {"-": 0}, value=st.axis)
         self._axis.visible = has_axis
         self._index.visible = has_axis and st.axis_size > 1
         if has_axis:
             axis = info.axes[st.axis]
             self._index.param.update(
-                name=f"Slice along {axis.name}",
+                label=f"Slice along {axis.name}",
                 start=0,
                 end=max(st.axis_size - 1, 1),
                 value=st.index,
@@ -349,14 +361,10 @@ class Slicer(pn.viewable.Viewer):
                 for c in free:
                     if r != c:
                         pairs[f"{info.axes[r].name} ↑, {info.axes[c].name} →"] = (r, c)
-            self._dims.options = pairs
-            self._dims.value = tuple(st.display)
+            self._dims.param.update(options=pairs, value=tuple(st.display))
             self._dims.visible = True
         else:
             self._dims.visible = False
-        self._part.visible = info.kind == "complex"
-        self._notes.object = "<br>".join(_esc(n) for n in info.notes)
-        self._notes.visible = bool(info.notes)
 
     def _rebuild_others(self) -> None:
         st = self.state
@@ -367,7 +375,7 @@ class Slicer(pn.viewable.Viewer):
             if size <= 1:
                 continue
             slider = pn.widgets.EditableIntSlider(
-                name=axis.name,
+                label=axis.name,
                 start=0,
                 end=size - 1,
                 value=int(st.indices.get(dim, 0)),
@@ -383,10 +391,14 @@ class Slicer(pn.viewable.Viewer):
 
     # ------------------------------------------------------------------ widget <-> state
     def _on_axis_widget(self, event: param.parameterized.Event) -> None:
+        if self._syncing_widgets:
+            return
         if self.state.has_axis and event.new is not None and event.new != self.state.axis:
             self.state.axis = int(event.new)
 
     def _on_index_widget(self, event: param.parameterized.Event) -> None:
+        if self._syncing_widgets:
+            return
         if event.new is not None and event.new != self.state.index:
             self.state.index = int(event.new)
 
@@ -395,6 +407,8 @@ class Slicer(pn.viewable.Viewer):
             self.state.indices = {**self.state.indices, dim: int(event.new)}
 
     def _on_dims_widget(self, event: param.parameterized.Event) -> None:
+        if self._syncing_widgets:
+            return
         if event.new and tuple(event.new) != tuple(self.state.display):
             self.state.display = tuple(event.new)
 
@@ -427,8 +441,9 @@ class Slicer(pn.viewable.Viewer):
 
     # ------------------------------------------------------------------ frames
     def _on_frame_change(self, *events: param.parameterized.Event) -> None:
-        if any(e.name in ("x_range", "y_range") for e in events) and not self._syncing_ranges:
-            self._apply_state_ranges()
+        if any(e.name in ("x_range", "y_range") for e in events):
+            # From the plot (pan/zoom): only record whether to keep fitting; else move the plot.
+            self._apply_state_ranges(move=not self._syncing_ranges)
         self.refresh()
 
     def refresh(self) -> None:
@@ -472,7 +487,14 @@ class Slicer(pn.viewable.Viewer):
             pn.state._handle_exception_wrapper(partial(self._deliver, seq, image, exc, plane), doc)
         )
 
-    def _deliver(
+    def _deliver(self, *args: Any) -> None:
+        try:
+            self._show(*args)
+        except Exception:
+            log.exception("drawing a slice failed")
+            raise
+
+    def _show(
         self, seq: int, image: SliceImage | None, error: BaseException | None, plane: tuple | None
     ) -> None:
         if seq < self._shown:  # an older read finished after a newer one was drawn
@@ -496,8 +518,11 @@ class Slicer(pn.viewable.Viewer):
         self._image = image
         self._plot.source.data = image_data(image)
         if plane != self._plane:
+            new_dataset = self._plane is None or plane[:3] != self._plane[:3]
             self._plane = plane
             self._new_plane()
+            if new_dataset and self.state.auto_scale:
+                self.state.scale = suggest_scale(image.stats)
         self._apply_colour()
         self._update_status()
 
@@ -513,35 +538,31 @@ class Slicer(pn.viewable.Viewer):
         re, ce = np.sort(row.edges()), np.sort(col.edges())
         return (float(ce[0]), float(ce[-1])), (float(re[0]), float(re[-1]))
 
-    def _fitted_extent(self) -> tuple[tuple[float, float], tuple[float, float]]:
-        x, y = self._full_extent()
-        if wants_equal_aspect(self.state.info, tuple(self.state.display), x, y):
-            return equal_aspect_ranges(x, y, self._frame)
-        return x, y
-
     def _new_plane(self) -> None:
         st = self.state
         self._plot.set_labels(st.info, tuple(int(d) for d in st.display))
-        x, y = self._fitted_extent()
-        self._syncing_ranges = True
-        try:
-            self._plot.set_ranges(x, y, reset=True)
-            if st.x_range and st.y_range:
-                self._plot.set_ranges(tuple(st.x_range), tuple(st.y_range), reset=False)
-        finally:
-            self._syncing_ranges = False
+        self._apply_state_ranges(reset=True)
 
-    def _apply_state_ranges(self) -> None:
+    def _apply_state_ranges(self, reset: bool = False, move: bool = True) -> None:
+        """Show the state's zoom, or fit the whole plane (the browser refines the fit)."""
         st = self.state
         if st.info is None or self._plane is None:
             return
+        x, y = self._full_extent()
+        equal = wants_equal_aspect(st.info, tuple(int(d) for d in st.display), x, y)
+        zoomed = bool(st.x_range and st.y_range)
+        # A first guess from the last known frame size: what scripts without a browser see.
+        fx, fy = equal_aspect_ranges(x, y, self._frame) if equal else (x, y)
         self._syncing_ranges = True
         try:
-            if st.x_range and st.y_range:
-                self._plot.set_ranges(tuple(st.x_range), tuple(st.y_range), reset=False)
-            else:
-                x, y = self._fitted_extent()
-                self._plot.set_ranges(x, y, reset=False)
+            if reset:
+                self._plot.set_ranges(fx, fy, reset=True)
+            if move:
+                if zoomed:
+                    self._plot.set_ranges(tuple(st.x_range), tuple(st.y_range), reset=False)
+                elif not reset:
+                    self._plot.set_ranges(fx, fy, reset=False)
+            self._plot.set_extent(x, y, equal, fit=not zoomed)
         finally:
             self._syncing_ranges = False
 
@@ -570,8 +591,6 @@ class Slicer(pn.viewable.Viewer):
         self._frame = (int(h), int(w))
         if self.state.info is None:
             return
-        if not (self.state.x_range and self.state.y_range):
-            self._apply_state_ranges()
         # Re-read only if the new size changes how many pixels the image should have.
         if abs(h - old_h) > 0.1 * old_h or abs(w - old_w) > 0.1 * old_w:
             self.refresh()

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from dashapp.data import SliceStats, ValueRange
-from dashapp.state import SliceState, resolve_limits
+from dashapp.state import SliceState, resolve_limits, suggest_scale
 
 from ..fixtures import write_history, write_volume
 
@@ -135,3 +135,18 @@ def test_degenerate_limits_are_widened():
     lo, hi = resolve_limits("auto", "log", negative)
     assert 0 < lo < hi
     assert all(math.isfinite(v) for v in (lo, hi))
+
+
+@pytest.mark.parametrize(
+    ("lo", "hi", "scale"),
+    [(1e-4, 1.0, "log"), (1.0, 99.0, "linear"), (0.0, 1e6, "linear"), (-1.0, 1e6, "linear")],
+)
+def test_suggest_scale(lo, hi, scale):
+    assert suggest_scale(SliceStats(min=lo, max=hi, size=4)) == scale
+
+
+def test_a_scale_given_explicitly_is_kept(root):
+    st = SliceState(root=str(root), file="vol.h5", dataset="/model", scale="linear")
+    assert not st.auto_scale
+    st.dataset = "/history"
+    assert st.auto_scale  # a new dataset gets a fresh guess

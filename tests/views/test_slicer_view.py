@@ -37,8 +37,9 @@ def test_builds_bokeh_models_with_image_colorbar_and_labels(vol):
     slicer = Slicer(vol, dataset="/model", axis=2)
     root = pn.panel(slicer).get_root()
     images = [r for r in root.select({"type": GlyphRenderer}) if isinstance(r.glyph, Image)]
-    assert len(images) == 1
-    assert len(list(root.select({"type": ColorBar}))) == 1
+    assert len(images) == 2  # linear and log, one visible
+    assert sorted(r.visible for r in images) == [False, True]
+    assert len(list(root.select({"type": ColorBar}))) == 1  # the one of the scale in use
     fig = slicer.plot.figure
     assert fig.xaxis[0].axis_label == "y (m)"
     assert fig.yaxis[0].axis_label == "z (m)"
@@ -70,7 +71,7 @@ def test_colour_settings_touch_only_the_mapper(vol):
     slicer = Slicer(vol, dataset="/model")
     data_before = _image(slicer)
     slicer.cmap = "kbc"
-    mapper = slicer.plot.renderer.glyph.color_mapper
+    mapper = slicer.plot.mapper
     assert list(mapper.palette) == list(palette("kbc"))
     slicer.reverse = True
     assert list(mapper.palette) == list(palette("kbc"))[::-1]
@@ -78,6 +79,8 @@ def test_colour_settings_touch_only_the_mapper(vol):
     log = slicer.plot.renderer.glyph.color_mapper
     assert isinstance(log, LogColorMapper)
     assert slicer.plot.colorbar.color_mapper is log
+    assert not slicer.plot.renderers["linear"].visible
+    assert slicer.plot.figure.right == [slicer.plot.colorbars["log"]]
     assert log.low > 0
     slicer.state.apply_view(vmin=0.5, vmax=1.5)
     assert (log.low, log.high) == (0.5, 1.5)

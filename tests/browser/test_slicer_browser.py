@@ -1,0 +1,221 @@
+"""Playwright + Debian's Chromium against ``panel serve apps/slicer.py`` in a subprocess.
+
+Assert on what a person sees: the plot's pixels change, the URL follows, a deep link reproduces
+the picture, bad files give a message and other sessions carry on.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+from playwright.sync_api import Page, expect
+
+pytestmark = pytest.mark.browser
+
+TIMEOUT = 30_000
+ARTIFACTS = Path(os.environ.get("DASHAPP_TEST_ARTIFACTS", "/tmp/dashapp-test-artifacts"))
+ARTIFACTS.mkdir(parents=True, exist_ok=True)
+
+
+def plot_png(page: Page) -> bytes:
+    """Pixels of the plot (image, axes and colour bar), without the toolbar."""
+    return page.locator(".dashapp-plot canvas").first.screenshot()
+
+
+def wait_for_picture(page: Page, not_equal: bytes | None = None, timeout: float = 30) -> bytes:
+    """Wait until the plot shows a frame (different from ``not_equal``) and has settled."""
+    page.locator(".dashapp-status-text").first.wait_for(timeout=TIMEOUT)
+    deadline = time.monotonic() + timeout
+    last = plot_png(page)
+    while time.monotonic() < deadline:
+        time.sleep(0.3)
+        now = plot_png(page)
+        if now == last and (not_equal is None or now != not_equal):
+            return now
+        last = now
+    page.screenshot(path=str(ARTIFACTS / f"failed-{int(time.time())}.png"))
+    raise AssertionError("the picture did not change" if not_equal else "the plot never settled")
+
+
+def url(page: Page) -> str:
+    # page.url lags behind history.replaceState; ask the page itself
+    return page.evaluate("window.location.href")
+
+
+_VIEW_JS = """() => {
+  for (const doc of window.Bokeh.documents) {
+    const lin = doc.get_model_by_name('slice-image-linear');
+    if (!lin) continue;
+    const log = doc.get_model_by_name('slice-image-log');
+    const r = log.visible ? log : lin;
+    const img = r.data_source.data.image[0];
+    let sum = 0, n = 0;
+    for (const v of img) { if (Number.isFinite(v)) { sum += v; n += 1; } }
+    const m = r.glyph.color_mapper;
+    const fig = doc.get_model_by_name('slice-plot');
+    const ext = doc.get_model_by_name('slice-extent').data;
+    return {scale: log.visible ? 'log' : 'linear', shape: img.shape, sum, n,
+            palette: m.palette.slice(0, 8), low: m.low, high: m.high,
+            x: [fig.x_range.start, fig.x_range.end], y: [fig.y_range.start, fig.y_range.end],
+            extent: [ext.x0[0], ext.x1[0], ext.y0[0], ext.y1[0]], fit: ext.fit[0]};
+  }
+  return null;
+}"""
+
+
+def view_in_browser(page: Page) -> dict:
+    """What the plot shows, read from BokehJS: data, colours and visible region."""
+    return page.evaluate(_VIEW_JS)
+
+
+def same_view(a: dict, b: dict) -> None:
+    """Two browsers show the same view: same data, colours and region (fitted to each frame)."""
+    for key in ("scale", "palette", "low", "high", "extent", "fit"):
+        assert a[key] == b[key], key
+    # Uneven mesh cells are resampled to each plot's pixels, so compare the mean value shown.
+    assert a["sum"] / a["n"] == pytest.approx(b["sum"] / b["n"], rel=0.02)
+    if a["fit"]:  # the whole plane, each fitted to its own frame
+        for v in (a, b):
+            x0, x1, y0, y1 = v["extent"]
+            assert v["x"][0] <= x0 + 1e-6 and v["x"][1] >= x1 - 1e-6
+            assert v["y"][0] <= y0 + 1e-6 and v["y"][1] >= y1 - 1e-6
+    else:
+        assert a["x"] == pytest.approx(b["x"])
+        assert a["y"] == pytest.approx(b["y"])
+
+
+def query(page: Page) -> dict[str, str]:
+    return {k: v[0] for k, v in parse_qs(urlparse(url(page)).query).items()}
+
+
+def wait_query(page: Page, **expected: str) -> dict[str, str]:
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        q = query(page)
+        if all(q.get(k) == v for k, v in expected.items()):
+            return q
+        time.sleep(0.1)
+    raise AssertionError(f"URL {url(page)} never had {expected}")
+
+
+def status(page: Page) -> str:
+    return page.locator(".dashapp-status-text").first.inner_text()
+
+
+def test_demo_browse_slice_and_share(serve, page: Page, context):
+    server = serve(None)  # no root: the built-in demo workspace
+    page.goto(server.url)
+    # Browse: the demo's folders, then the inversion file; its largest image dataset opens.
+    page.get_by_text("inversion", exact=True).click()
+    page.get_by_text("model.h5", exact=True).click()
+    expect(page.locator(".dashapp-title").first).to_contain_text("/model_history", timeout=TIMEOUT)
+    first = wait_for_picture(page)
+    wait_query(page, file="inversion/model.h5", dataset="/model_history")
+
+    # Pick another dataset in the file's tree.
+    page.locator(".dashapp-tree").get_by_text("true_model", exact=True).click()
+    # conductivities spanning decades get a log colour scale
+    wait_query(page, dataset="/true_model", axis="0", index="24", scale="log")
+    shown = wait_for_picture(page, not_equal=first)
+
+    # Change the normal axis: a vertical section, the URL follows.
+    page.get_by_role("button", name="x", exact=True).click()
+    wait_query(page, axis="2", index="24")
+    shown = wait_for_picture(page, not_equal=shown)
+    assert "x = " in status(page)
+
+    # Move the slider with the keyboard, as a person would.
+    handle = page.locator(".noUi-handle").first
+    handle.focus()
+    for _ in range(20):
+        page.keyboard.press("ArrowRight")
+    wait_query(page, index="44")
+    shown = wait_for_picture(page, not_equal=shown)
+    assert "index 44 of 112" in status(page)
+
+    # Change the colour map.
+    page.locator(".bk-PaletteSelect .bk-input").first.click()
+    page.get_by_text("kbc", exact=True).first.click()
+    wait_query(page, cmap="kbc")
+    shown = wait_for_picture(page, not_equal=shown)
+
+    # Share: the same URL in a new page (a colleague) shows exactly the same picture.
+    link = url(page)
+    other = context.new_page()
+    other.goto(link)
+    expect(other.locator(".dashapp-title").first).to_contain_text("/true_model", timeout=TIMEOUT)
+    wait_for_picture(other)
+    assert query(other) == query(page)
+    mine, theirs = status(page).split(" · "), status(other).split(" · ")
+    assert (mine[0], mine[-1]) == (theirs[0], theirs[-1])  # position and colour limits
+    same_view(view_in_browser(other), view_in_browser(page))
+
+
+def test_deep_link_with_zoom_other_dims_and_manual_limits(serve, page: Page):
+    server = serve(None)
+    page.goto(
+        server.url + "?file=inversion/model.h5&dataset=/model_history&axis=1&index=30&d0=5"
+        "&cmap=bgy_r&clim=manual&vmin=0.001&vmax=0.05&scale=log&zoom=-800,800,-900,-100"
+    )
+    wait_for_picture(page)
+    text = status(page)
+    assert "z = " in text
+    assert "index 30 of 48" in text
+    assert "iteration = 6 (index 5)" in text
+    assert "colour manual: 0.001 … 0.05" in text
+    q = query(page)
+    view = view_in_browser(page)
+    assert not view["fit"]
+    assert view["x"] == pytest.approx([-800, 800])
+    assert view["y"] == pytest.approx([-900, -100])
+    assert view["scale"] == "log"
+    assert (view["low"], view["high"]) == (0.001, 0.05)
+    assert q["zoom"] == "-800,800,-900,-100"
+    assert (q["d0"], q["cmap"], q["scale"]) == ("5", "bgy_r", "log")
+    # the iteration slider shows the linked iteration
+    expect(page.locator(".dashapp-dim-0 .bk-input").first).to_have_value("5")
+
+
+def test_bad_files_get_messages_and_other_sessions_carry_on(serve, page: Page, context, corpus):
+    server = serve(corpus)
+    page.goto(server.url + "?file=code/hdf4/NXtest.hdf&dataset=/entry")
+    expect(page.locator(".dashapp-error").first).to_contain_text("HDF4", timeout=TIMEOUT)
+
+    page.goto(server.url + "?file=Soleil/hdf5/file_1.nxs")
+    expect(page.locator(".dashapp-message").first).to_contain_text(
+        "empty (0 bytes)", timeout=TIMEOUT
+    )
+    page.goto(server.url + "?file=../../etc/passwd&dataset=/x")
+    expect(page.locator(".dashapp-error").first).to_contain_text("climbs out", timeout=TIMEOUT)
+
+    # A string dataset: a sentence, not a traceback.
+    page.goto(server.url + "?file=code/hdf5/NXtest.h5&dataset=/entry/ch_data")
+    expect(page.locator(".dashapp-error").first).to_contain_text("holds text", timeout=TIMEOUT)
+
+    # Meanwhile another session views a real detector image.
+    other = context.new_page()
+    other.goto(
+        server.url + "?file=code/hdf5/sans2009n012333.hdf&dataset=/entry1/SANS/detector/counts"
+    )
+    wait_for_picture(other)
+    assert "read 128 × 128 cells" in status(other)
+    assert server.alive()
+
+
+def test_browsing_a_real_nexus_file(serve, page: Page, corpus):
+    server = serve(corpus)
+    page.goto(server.url)
+    page.get_by_text("IPNS", exact=True).click()
+    page.get_by_text("LRMECS", exact=True).click()
+    page.get_by_text("hdf5", exact=True).click()
+    page.get_by_text("lrcs3701.nx5", exact=True).click()
+    expect(page.locator(".dashapp-title").first).to_contain_text(
+        "/Histogram1/data/data", timeout=TIMEOUT
+    )
+    wait_for_picture(page)
+    expect(page.locator(".dashapp-title").first).to_contain_text("148 × 750 · int32")
+    assert "read 148 × 750 cells" in status(page)
