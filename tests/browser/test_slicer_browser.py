@@ -81,8 +81,10 @@ def same_view(a: dict, b: dict) -> None:
     if a["fit"]:  # the whole plane, each fitted to its own frame
         for v in (a, b):
             x0, x1, y0, y1 = v["extent"]
-            assert v["x"][0] <= x0 + 1e-6 and v["x"][1] >= x1 - 1e-6
-            assert v["y"][0] <= y0 + 1e-6 and v["y"][1] >= y1 - 1e-6
+            assert v["x"][0] <= x0 + 1e-6
+            assert v["x"][1] >= x1 - 1e-6
+            assert v["y"][0] <= y0 + 1e-6
+            assert v["y"][1] >= y1 - 1e-6
     else:
         assert a["x"] == pytest.approx(b["x"])
         assert a["y"] == pytest.approx(b["y"])
