@@ -32,6 +32,7 @@ from ..data import (
 )
 from ..state import CMAPS, SliceState, resolve_limits, suggest_scale
 from ..state.latest import EXECUTOR, LatestOnly
+from .notebook import ensure_notebook_extension
 from .palettes import palette
 from .plot import DEFAULT_FRAME, SlicePlot, equal_aspect_ranges, image_data, wants_equal_aspect
 
@@ -302,6 +303,10 @@ class Slicer(pn.viewable.Viewer):
 
     def __panel__(self) -> pn.viewable.Viewable:
         return self._layout
+
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        ensure_notebook_extension()  # offline-safe: inline JS unless the user loaded Panel
+        return super()._repr_mimebundle_(include, exclude)
 
     # ------------------------------------------------------------------ dataset and plane
     def _on_dataset(self, *events: param.parameterized.Event) -> None:
