@@ -34,7 +34,7 @@ __all__ = [
     "write_model",
 ]
 
-DEMO_VERSION = "1"
+DEMO_VERSION = "2"
 
 
 def default_demo_dir() -> Path:
@@ -107,7 +107,7 @@ def true_model(z: np.ndarray, y: np.ndarray, x: np.ndarray) -> tuple[np.ndarray,
     rho = np.zeros(Z.shape)
     rho[-620 + fold * 0.6 > Z] = 0.15
     # A buried conductive, dense ore body (an ellipsoid).
-    ore = ((X - 220) / 170) ** 2 + ((Y + 120) / 120) ** 2 + ((Z + 420) / 90) ** 2 < 1
+    ore = ((X - 250) / 260) ** 2 + ((Y + 120) / 200) ** 2 + ((Z + 450) / 150) ** 2 < 1
     sigma[ore] = 0.8
     rho[ore] = 0.6
     # A dipping conductive fault zone striking along y.
