@@ -16,9 +16,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .dataset import Axis, DatasetInfo, check_viewable, is_uniform
+from .chunks import direct_reader
+from .dataset import DatasetInfo, check_viewable, is_uniform
 from .errors import Unsupported
 from .files import h5_errors, open_file
+from .pyramid import Pyramid, choose_level, level_edges
 from .slicing import AGGREGATIONS, COMPLEX_PARTS, build_selection, decimation, index_range
 from .tree import require_dataset
 
@@ -96,6 +98,10 @@ class SliceImage:
     downsampled: bool
     stats: SliceStats
     notes: list[str] = field(default_factory=list)
+    #: Pyramid level read (0 = full resolution), cells read, and where from.
+    level: int = 0
+    read_shape: tuple[int, int] = (0, 0)
+    source: str = "file"
 
 
 def to_real(values: np.ndarray, part: str = "magnitude") -> np.ndarray:
@@ -153,19 +159,6 @@ def _stats(values: np.ndarray) -> SliceStats:
     return st
 
 
-def _axis_frame(axis: Axis) -> tuple[np.ndarray, bool]:
-    """Increasing cell edges of an axis, and whether the file's order is decreasing."""
-    centers = axis.centers()
-    flipped = centers.size > 1 and centers[-1] < centers[0]
-    if flipped:
-        axis = Axis(dim=axis.dim, size=axis.size, name=axis.name, coords=centers[::-1])
-    return axis.edges(), flipped
-
-
-def _file_range(start: int, stop: int, n: int, flipped: bool) -> tuple[int, int]:
-    return (n - stop, n - start) if flipped else (start, stop)
-
-
 def _aggregate(
     values: np.ndarray,
     row_centers: np.ndarray,
@@ -190,8 +183,22 @@ def _aggregate(
     return np.asarray(result.values, dtype=values.dtype)
 
 
+def _file_range(edges: np.ndarray, lo_hi: tuple[float, float] | None) -> tuple[int, int]:
+    """Cells ``[start, stop)`` in file order overlapping a physical range (edges may decrease)."""
+    lo, hi = lo_hi or (None, None)
+    if edges[-1] >= edges[0]:
+        return index_range(edges, lo, hi)
+    n = len(edges) - 1
+    start, stop = index_range(edges[::-1], lo, hi)
+    return (n - stop, n - start)
+
+
 def read_slice(
-    info: DatasetInfo, request: SliceRequest, root: str | os.PathLike[str] | None = None
+    info: DatasetInfo,
+    request: SliceRequest,
+    root: str | os.PathLike[str] | None = None,
+    pyramid: Pyramid | None = None,
+    prefetch: int = 0,
 ) -> SliceImage:
     """Read and downsample the visible region of one slice.
 
@@ -200,9 +207,16 @@ def read_slice(
     info
         The dataset, from :func:`dashapp.data.describe` (its axes give the physical coordinates).
     request
-        Slice, region and resolution wanted.
+        Slice, region and resolution wanted. ``plot_size`` is the number of screen pixels the
+        visible data covers: the image sent has at most that many.
     root
         Links are followed only inside this folder.
+    pyramid
+        Overview levels of the dataset: the coarsest level with at least one cell per screen
+        pixel is read instead of full resolution (``mean`` downsampling only).
+    prefetch
+        Direction the user is moving along the normal axis (-1, 0, +1): the next layer of
+        chunks in that direction is decoded in the background.
     """
     check_viewable(info)
     if request.agg not in AGGREGATIONS:
@@ -210,52 +224,67 @@ def read_slice(
     row_dim, col_dim = request.display
     if row_dim == col_dim or not (0 <= row_dim < info.ndim and 0 <= col_dim < info.ndim):
         raise ValueError(f"display dims {request.display} do not fit a {info.ndim}-D dataset")
-    row_axis, col_axis = info.axes[row_dim], info.axes[col_dim]
-    row_edges, row_flip = _axis_frame(row_axis)
-    col_edges, col_flip = _axis_frame(col_axis)
-    y_lo, y_hi = request.y_range or (None, None)
-    x_lo, x_hi = request.x_range or (None, None)
-    r0, r1 = index_range(row_edges, y_lo, y_hi)
-    c0, c1 = index_range(col_edges, x_lo, x_hi)
-    n_rows, n_cols = r1 - r0, c1 - c0
+    row_edges = info.axes[row_dim].edges()
+    col_edges = info.axes[col_dim].edges()
+    fr = _file_range(row_edges, request.y_range)
+    fc = _file_range(col_edges, request.x_range)
+    n_rows, n_cols = fr[1] - fr[0], fc[1] - fc[0]
     plot_h, plot_w = (max(1, int(v)) for v in request.plot_size)
+    out = (min(n_rows, plot_h), min(n_cols, plot_w))
+    normal = next(d for d in range(info.ndim) if d not in request.display) if info.ndim == 3 else 0
+    level, use_pyramid = 0, False
+    if (
+        pyramid is not None
+        and request.agg == "mean"  # the levels hold means: other reductions need the cells
+        and info.ndim in (2, 3)
+        and tuple(pyramid.shapes[0]) == tuple(info.shape)
+    ):
+        level = choose_level(n_rows, n_cols, out, pyramid.levels)
+        if not pyramid.has(level, normal):
+            level = 0
+        use_pyramid = pyramid.has(level, normal)
+    k = 2**level
+    lr = (fr[0] // k, -(-fr[1] // k))
+    lc = (fc[0] // k, -(-fc[1] // k))
+    row_ek = level_edges(row_edges, level)
+    col_ek = level_edges(col_edges, level)
+    nr, nc = lr[1] - lr[0], lc[1] - lc[0]
     notes: list[str] = []
     if request.agg == "first":  # one sample per pixel: read only those
-        step_r, step_c = max(1, n_rows // plot_h), max(1, n_cols // plot_w)
+        step_r, step_c = max(1, nr // plot_h), max(1, nc // plot_w)
     else:
         step_r = step_c = 1
-    s = decimation(-(-n_rows // step_r), -(-n_cols // step_c), READ_BUDGET)
+    s = 1 if use_pyramid else decimation(-(-nr // step_r), -(-nc // step_c), READ_BUDGET)
     step_r, step_c = step_r * s, step_c * s
     if s > 1:
-        notes.append(
-            f"region of {n_rows:,} × {n_cols:,} cells read every {s}th cell (preview resolution)"
+        notes.append(f"region of {nr:,} × {nc:,} cells read every {s}th cell (preview resolution)")
+    if use_pyramid:
+        index = request.indices[normal] // k if info.ndim == 3 else 0
+        if row_dim < col_dim:
+            raw = pyramid.read(level, normal, index, lr, lc)
+        else:
+            raw = pyramid.read(level, normal, index, lc, lr).T
+        raw = raw[::step_r, ::step_c]
+    else:
+        sel = build_selection(
+            info.shape, request.display, request.indices, lr, lc, (step_r, step_c)
         )
-    fr = _file_range(r0, r1, row_axis.size, row_flip)
-    fc = _file_range(c0, c1, col_axis.size, col_flip)
-    # Flipped axes: read forwards from the file, then reverse, so the stride grid lines up with
-    # the increasing order's cells r0, r0 + step, ...
-    if row_flip:
-        fr = (fr[0] + (n_rows - 1) % step_r, fr[1])
-    if col_flip:
-        fc = (fc[0] + (n_cols - 1) % step_c, fc[1])
-    sel = build_selection(info.shape, request.display, request.indices, fr, fc, (step_r, step_c))
-    with open_file(info.file) as f, h5_errors(info.file, info.path):
-        ds = require_dataset(f, info.path, root)
-        raw = ds[sel]
-    if row_dim > col_dim:
-        raw = raw.T
+        raw = _read_source(info, sel, root, normal if info.ndim >= 3 else None, prefetch)
+        if row_dim > col_dim:
+            raw = raw.T
     values = to_real(np.asarray(raw), request.part)
-    if row_flip:
-        values = values[::-1]
-    if col_flip:
-        values = values[:, ::-1]
-    row_centers = _centers_inc(row_axis, row_flip)[r0:r1:step_r]
-    col_centers = _centers_inc(col_axis, col_flip)[c0:c1:step_c]
-    x = (float(col_edges[c0]), float(col_edges[c1]))
-    y = (float(row_edges[r0]), float(row_edges[r1]))
+    row_centers = ((row_ek[:-1] + row_ek[1:]) / 2)[lr[0] : lr[1] : step_r]
+    col_centers = ((col_ek[:-1] + col_ek[1:]) / 2)[lc[0] : lc[1] : step_c]
+    if row_centers.size > 1 and row_centers[-1] < row_centers[0]:
+        values, row_centers = values[::-1], row_centers[::-1]
+    if col_centers.size > 1 and col_centers[-1] < col_centers[0]:
+        values, col_centers = values[:, ::-1], col_centers[::-1]
+    x = tuple(sorted((float(col_ek[lc[0]]), float(col_ek[lc[1]]))))
+    y = tuple(sorted((float(row_ek[lr[0]]), float(row_ek[lr[1]]))))
     out_h = min(values.shape[0], plot_h)
     out_w = min(values.shape[1], plot_w)
     uniform = is_uniform(row_centers) and is_uniform(col_centers)
+    read_shape = values.shape
     downsampled = False
     if not uniform:
         # Bokeh draws images on a regular grid: resample uneven cells onto screen pixels.
@@ -282,12 +311,36 @@ def read_slice(
         downsampled=downsampled,
         stats=stats,
         notes=notes,
+        level=level if use_pyramid else 0,
+        read_shape=tuple(read_shape),
+        source="pyramid" if use_pyramid else "file",
     )
 
 
-def _centers_inc(axis: Axis, flipped: bool) -> np.ndarray:
-    c = axis.centers()
-    return c[::-1] if flipped else c
+def _read_source(
+    info: DatasetInfo,
+    sel: tuple,
+    root: str | os.PathLike[str] | None,
+    normal: int | None,
+    prefetch: int,
+) -> np.ndarray:
+    """``dataset[sel]``, outside h5py's lock where the layout allows (see :mod:`.chunks`)."""
+    with open_file(info.file) as f, h5_errors(info.file, info.path):
+        ds = require_dataset(f, info.path, root)
+        reader = direct_reader(info.file, ds) if not ds.is_virtual else None
+        if reader is None:
+            return ds[sel]
+    with h5_errors(info.file, info.path):
+        values = reader.read(sel)
+        if prefetch and normal is not None and reader.chunks is not None:
+            c = reader.chunks[normal]
+            index = int(sel[normal])
+            layer = (index // c + (1 if prefetch > 0 else -1)) * c
+            if 0 <= layer < reader.shape[normal]:
+                nxt = list(sel)
+                nxt[normal] = layer
+                reader.prefetch(nxt)
+    return values
 
 
 @dataclass

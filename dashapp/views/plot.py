@@ -9,6 +9,7 @@ settings into model properties are pure, and tested without a browser.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -60,6 +61,30 @@ def equal_aspect_ranges(
     per_px = max(dx / w, dy / h)
     cx, cy = (x[0] + x[1]) / 2, (y[0] + y[1]) / 2
     return (cx - per_px * w / 2, cx + per_px * w / 2), (cy - per_px * h / 2, cy + per_px * h / 2)
+
+
+def covered_pixels(
+    x: tuple[float, float],
+    y: tuple[float, float],
+    view_x: tuple[float, float],
+    view_y: tuple[float, float],
+    frame: tuple[int, int],
+) -> tuple[int, int]:
+    """Screen pixels ``(height, width)`` that the data extent ``x``/``y`` covers in a view.
+
+    This is what a slice is read at: no more cells than the screen can show, so a 4096-wide
+    slice in a 500-pixel-wide view is read from the pyramid level with 512 cells.
+    """
+
+    def along(lo_hi: tuple[float, float], view: tuple[float, float], px: int) -> int:
+        lo, hi = sorted(lo_hi)
+        v0, v1 = sorted(view)
+        if v1 <= v0:
+            return max(1, px)
+        inside = max(0.0, min(hi, v1) - max(lo, v0))
+        return max(1, math.ceil(px * inside / (v1 - v0)))
+
+    return along(y, view_y, frame[0]), along(x, view_x, frame[1])
 
 
 def wants_equal_aspect(

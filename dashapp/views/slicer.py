@@ -22,6 +22,7 @@ import param
 from bokeh.events import RangesUpdate
 
 from ..data import (
+    PYRAMIDS,
     DashappError,
     SliceImage,
     ValueRange,
@@ -34,7 +35,14 @@ from ..state import CMAPS, SliceState, resolve_limits, suggest_scale
 from ..state.latest import EXECUTOR, LatestOnly
 from .notebook import ensure_notebook_extension
 from .palettes import palette
-from .plot import DEFAULT_FRAME, SlicePlot, equal_aspect_ranges, image_data, wants_equal_aspect
+from .plot import (
+    DEFAULT_FRAME,
+    SlicePlot,
+    covered_pixels,
+    equal_aspect_ranges,
+    image_data,
+    wants_equal_aspect,
+)
 
 __all__ = ["Slicer"]
 
@@ -117,6 +125,8 @@ class Slicer(pn.viewable.Viewer):
         self._syncing_ranges = False
         self._global: dict[tuple, ValueRange] = {}
         self._syncing_widgets = False
+        self._last_position: tuple[int, int] | None = None
+        self._build_watch = None
         self._read_ms = 0.0
         self._build_widgets()
         self._layout = self._build_layout()
@@ -256,6 +266,17 @@ class Slicer(pn.viewable.Viewer):
             sizing_mode="stretch_width",
             css_classes=["dashapp-notes"],
         )
+        self._build_bar = pn.indicators.Progress(
+            value=0,
+            max=100,
+            width=160,
+            visible=False,
+            margin=(4, 10),
+            css_classes=["dashapp-build"],
+        )
+        self._build_text = pn.pane.HTML(
+            "", margin=(0, 5), visible=False, css_classes=["dashapp-build-text"]
+        )
         self._plot_pane = pn.pane.Bokeh(
             self._plot.figure, sizing_mode="stretch_both", min_height=360
         )
@@ -290,12 +311,14 @@ class Slicer(pn.viewable.Viewer):
             margin=(0, 10),
             css_classes=["dashapp-controls"],
         )
+        build = pn.Row(self._build_bar, self._build_text, margin=0)
         main = pn.Column(
             self._title,
             self._alert,
             self._notes,
             self._plot_pane,
             self._status,
+            build,
             sizing_mode="stretch_both",
             min_height=420,
         )
@@ -322,6 +345,7 @@ class Slicer(pn.viewable.Viewer):
                 self._plot.source.data = image_data(_blank())
                 self._image = None
             return
+        self._watch_pyramid()
         shape = " × ".join(str(n) for n in info.shape)
         name = info.title or info.path
         self._title.object = (
@@ -338,6 +362,8 @@ class Slicer(pn.viewable.Viewer):
             self._sync_plane_widgets(options, has_axis)
         finally:
             self._syncing_widgets = False
+        self._last_position: tuple[int, int] | None = None
+        self._build_watch = None
         self._part.visible = info.kind == "complex"
         self._notes.object = "<br>".join(_esc(n) for n in info.notes)
         self._notes.visible = bool(info.notes)
@@ -456,30 +482,48 @@ class Slicer(pn.viewable.Viewer):
         st = self.state
         if st.info is None:
             return
-        request = st.request(self._frame)
+        request = st.request(self._screen_pixels())
         plane = (st.file, st.dataset, id(st.info), tuple(st.display))
+        motion = (st.axis, st.index)
+        direction = 0
+        if self._last_position is not None and self._last_position[0] == motion[0]:
+            direction = (motion[1] > self._last_position[1]) - (motion[1] < self._last_position[1])
+        self._last_position = motion
         doc = _session_doc()
         if doc is None:  # notebook or script: draw synchronously
             seq = self._runner.latest = self._runner.latest + 1
             try:
-                result, error = self._read(st.info, request, st.root), None
+                result, error = self._read(st.info, request, st.root, direction), None
             except Exception as exc:
                 result, error = None, exc
             self._deliver(seq, result, error, plane)
             self._push()
             return
-        self._runner.submit(self._read_job, st.info, request, st.root, plane, doc)
+        self._runner.submit(self._read_job, st.info, request, st.root, plane, doc, direction)
 
-    def _read(self, info, request, root) -> SliceImage:
+    def _screen_pixels(self) -> tuple[int, int]:
+        """How many screen pixels the visible part of the plane covers, (height, width)."""
+        st = self.state
+        x, y = self._full_extent()
+        if st.x_range and st.y_range:
+            view_x, view_y = tuple(st.x_range), tuple(st.y_range)
+        elif wants_equal_aspect(st.info, tuple(int(d) for d in st.display), x, y):
+            view_x, view_y = equal_aspect_ranges(x, y, self._frame)
+        else:
+            view_x, view_y = x, y
+        return covered_pixels(x, y, view_x, view_y, self._frame)
+
+    def _read(self, info, request, root, direction: int = 0) -> SliceImage:
         t0 = time.perf_counter()
-        image = read_slice(info, request, root)
+        pyramid = PYRAMIDS.get(info) if PYRAMIDS.wanted(info) else None
+        image = read_slice(info, request, root, pyramid=pyramid, prefetch=direction)
         self._read_ms = (time.perf_counter() - t0) * 1000
         return image
 
-    def _read_job(self, info, request, root, plane, doc):
+    def _read_job(self, info, request, root, plane, doc, direction):
         # Runs in a worker thread; errors travel back with the result to be shown in the alert.
         try:
-            return self._read(info, request, root), None, plane, doc
+            return self._read(info, request, root, direction), None, plane, doc
         except Exception as exc:
             return None, exc, plane, doc
 
@@ -600,6 +644,45 @@ class Slicer(pn.viewable.Viewer):
         if abs(h - old_h) > 0.1 * old_h or abs(w - old_w) > 0.1 * old_w:
             self.refresh()
 
+    # ------------------------------------------------------------------ overview levels
+    def _watch_pyramid(self) -> None:
+        """Start (or look up) the dataset's pyramid build and show its progress."""
+        info = self.state.info
+        if info is None or not PYRAMIDS.wanted(info):
+            self._show_build(None)
+            return
+        status = PYRAMIDS.ensure(info)
+        self._show_build(status)
+        if status.state in ("queued", "building") and self._build_watch is None:
+            try:
+                self._build_watch = pn.state.add_periodic_callback(self._poll_build, period=500)
+            except Exception:  # no event loop (a plain script): poll_build() can be called
+                self._build_watch = None
+
+    def poll_build(self) -> None:
+        """Check the pyramid build; redraw from it once it is ready."""
+        self._poll_build()
+
+    def _poll_build(self) -> None:
+        info = self.state.info
+        status = PYRAMIDS.status(info) if info is not None else None
+        self._show_build(status)
+        if status is None or status.state not in ("queued", "building"):
+            if self._build_watch is not None:
+                self._build_watch.stop()
+                self._build_watch = None
+            if status is not None and status.state == "ready":
+                self.refresh()
+
+    def _show_build(self, status) -> None:
+        active = status is not None and status.state in ("queued", "building", "failed")
+        self._build_bar.visible = status is not None and status.state in ("queued", "building")
+        self._build_text.visible = active
+        if status is None:
+            return
+        self._build_bar.value = int(100 * status.progress)
+        self._build_text.object = f'<span class="dashapp-build-text">{_esc(status.message)}</span>'
+
     # ------------------------------------------------------------------ colour
     def _on_colour_change(self, *events: param.parameterized.Event) -> None:
         if any(e.name == "clim" for e in events) and self.state.clim == "global":
@@ -672,6 +755,9 @@ class Slicer(pn.viewable.Viewer):
             value = f" = {axis.coords[i]:g}" if axis.coords is not None else ""
             parts.append(f"{_esc(axis.name)}{value} (index {i})")
         read = f"read {rows:,} × {cols:,} cells"
+        if image.source == "pyramid":
+            h, w = image.read_shape
+            read = f"read {h:,} × {w:,} cells of overview level {image.level} (1:{2**image.level})"
         if image.downsampled:
             h, w = image.values.shape
             read += f" → {h} × {w} px ({st.agg})"

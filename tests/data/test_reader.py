@@ -227,8 +227,12 @@ def test_a_region_larger_than_the_budget_is_read_with_a_stride(tmp_path, monkeyp
     np.testing.assert_array_equal(image.values, data[0, ::4, ::4])
 
 
-def test_reading_a_slice_never_loads_the_whole_dataset(tmp_path):
+def test_reading_a_slice_never_loads_the_whole_dataset(tmp_path, monkeypatch):
     """A 64 MiB volume; each slice read must stay far below that in Python allocations."""
+    from dashapp.data.chunks import CHUNK_CACHE
+
+    monkeypatch.setattr(CHUNK_CACHE, "max_bytes", 2 * 2**20)
+    CHUNK_CACHE.clear()
     path = tmp_path / "vol.h5"
     with h5py.File(path, "w") as f:
         d = f.create_dataset("v", shape=(256, 256, 256), dtype="f4", chunks=(32, 32, 32))

@@ -129,3 +129,36 @@ def test_notebook_sources(vol):
         assert _image(from_dataset).shape == (6, 10)
     largest = Slicer(str(vol))
     assert largest.dataset == "/model"  # the largest image-like dataset
+
+
+def test_large_datasets_get_overview_levels_with_progress(vol, monkeypatch):
+    from dashapp.data import PYRAMIDS
+    from dashapp.data import pyramid as pyr
+
+    monkeypatch.setattr(PYRAMIDS, "min_bytes", 0)  # treat the test volume as large
+    monkeypatch.setattr(pyr, "COARSEST", 8)
+    slicer = Slicer(vol, dataset="/model", axis=0)
+    assert slicer._build_text.visible or PYRAMIDS.status(slicer.state.info).state == "ready"
+    assert PYRAMIDS.wait(slicer.state.info).state == "ready"
+    slicer.poll_build()  # the app polls every 0.5 s; here by hand
+    assert not slicer._build_bar.visible
+    slicer._frame = (10, 12)  # a tiny plot: the 30 x 40 slice fits overview level 1
+    slicer.refresh()
+    assert slicer.image.source == "pyramid"
+    assert slicer.image.level == 1
+    assert "overview level 1 (1:2)" in slicer._status.object
+
+
+@pytest.mark.parametrize(
+    ("x", "y", "vx", "vy", "frame", "px"),
+    [
+        ((0, 100), (0, 50), (0, 100), (0, 50), (500, 800), (500, 800)),  # stretched to fill
+        ((0, 100), (0, 50), (0, 100), (-25, 75), (400, 400), (200, 400)),  # equal aspect
+        ((0, 100), (0, 100), (40, 60), (40, 60), (500, 500), (500, 500)),  # zoomed in
+        ((0, 100), (0, 100), (-100, 200), (0, 100), (300, 600), (300, 200)),  # zoomed out in x
+    ],
+)
+def test_covered_pixels(x, y, vx, vy, frame, px):
+    from dashapp.views.plot import covered_pixels
+
+    assert covered_pixels(x, y, vx, vy, frame) == px

@@ -1,0 +1,354 @@
+"""Reading HDF5 regions without h5py's global lock: raw chunk bytes, decoded in threads, cached.
+
+h5py serialises every call behind one process-wide lock, and HDF5 decompresses chunks while
+holding it: one user's 1-second read of a gzip slice would stall every other session of the
+server. For the common storage layouts this module bypasses that:
+
+- **chunked** datasets with no filter, or gzip (deflate) with optional shuffle and fletcher32:
+  the chunk's file offset and size come from HDF5's chunk index (a quick locked lookup), the bytes
+  from ``os.pread``, and ``zlib`` (which releases the GIL) decodes them in a thread pool, so a
+  slice's chunks decompress on every core at once;
+- **contiguous** datasets: the data's file offset from HDF5, then plain positioned reads.
+
+Decoded chunks go to :data:`CHUNK_CACHE`, an LRU bounded in bytes, so scrubbing through a
+64-slice-thick chunk layer decompresses it once; :meth:`DirectReader.prefetch` warms the next
+layer in the direction the user is moving. Any other layout (virtual, external, compact, other
+filters such as Blosc or LZF, non-numeric types) returns ``None`` from :func:`direct_reader` and
+callers fall back to h5py.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import zlib
+from collections import OrderedDict
+from collections.abc import Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from itertools import product
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from .files import h5_errors, open_file
+
+__all__ = ["CHUNK_CACHE", "ChunkCache", "DirectReader", "direct_reader"]
+
+_DEFLATE, _SHUFFLE, _FLETCHER32 = 1, 2, 3
+_SUPPORTED_FILTERS = {_DEFLATE, _SHUFFLE, _FLETCHER32}
+
+
+def _cache_bytes() -> int:
+    return int(float(os.environ.get("DASHAPP_CHUNK_CACHE_MB", "512")) * 2**20)
+
+
+class ChunkCache:
+    """A thread-safe LRU of decoded chunks, bounded by their total size in bytes."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[tuple, np.ndarray] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: tuple) -> np.ndarray | None:
+        """The cached chunk, or None (counted as a miss)."""
+        with self._lock:
+            arr = self._items.get(key)
+            if arr is None:
+                self.misses += 1
+                return None
+            self._items.move_to_end(key)
+            self.hits += 1
+            return arr
+
+    def __contains__(self, key: tuple) -> bool:
+        with self._lock:
+            return key in self._items
+
+    def put(self, key: tuple, arr: np.ndarray) -> None:
+        """Store a decoded chunk, evicting the least recently used ones beyond the budget."""
+        if arr.nbytes > self.max_bytes:
+            return
+        with self._lock:
+            old = self._items.pop(key, None)
+            if old is not None:
+                self._bytes -= old.nbytes
+            self._items[key] = arr
+            self._bytes += arr.nbytes
+            while self._bytes > self.max_bytes and self._items:
+                _, victim = self._items.popitem(last=False)
+                self._bytes -= victim.nbytes
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held."""
+        return self._bytes
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def clear(self) -> None:
+        """Drop everything."""
+        with self._lock:
+            self._items.clear()
+            self._bytes = 0
+
+
+#: Decoded chunks of every dataset read by this process (``DASHAPP_CHUNK_CACHE_MB``, default 512).
+CHUNK_CACHE = ChunkCache(_cache_bytes())
+#: Threads decoding chunks (zlib releases the GIL, so these use every core).
+DECODE_POOL = ThreadPoolExecutor(
+    max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="dashapp-decode"
+)
+
+
+@dataclass
+class _ChunkIndex:
+    """Where each chunk of a dataset is in the file, memoised as chunks are first read."""
+
+    entries: dict[tuple[int, ...], tuple[int, int, int] | None] = field(default_factory=dict)
+
+
+class DirectReader:
+    """Region reads of one dataset, from the file's bytes, outside h5py's lock.
+
+    Build with :func:`direct_reader`, which returns None for layouts this cannot read.
+    """
+
+    def __init__(self, path: Path, stamp: tuple[int, int], ds: h5py.Dataset) -> None:
+        self.path = path
+        self.key = (str(path), stamp, ds.name)
+        self.shape = tuple(int(n) for n in ds.shape)
+        self.dtype = ds.dtype
+        self.chunks = ds.chunks
+        fill = ds.fillvalue
+        self.fillvalue = np.array(0 if fill is None else fill, dtype=self.dtype)
+        self.filters: list[int] = []
+        self._index: _ChunkIndex | None = None
+        self._offset: int | None = None
+        if self.chunks is not None:
+            plist = ds.id.get_create_plist()
+            self.filters = [plist.get_filter(i)[0] for i in range(plist.get_nfilters())]
+            self._index = _ChunkIndex()
+        else:
+            self._offset = ds.id.get_offset()
+        self._prefetching: set[tuple] = set()
+
+    # ------------------------------------------------------------------ chunks
+    def _chunk_key(self, offset: tuple[int, ...]) -> tuple:
+        return (*self.key, offset)
+
+    def _locate(self, offset: tuple[int, ...]) -> tuple[int, int, int] | None:
+        """``(byte_offset, size, filter_mask)`` of the chunk at ``offset``; None if unallocated."""
+        entries = self._index.entries
+        if offset in entries:
+            return entries[offset]
+        # HDF5's chunk index is behind h5py's lock; the lookup is quick and memoised.
+        with open_file(self.path) as f, h5_errors(self.path, self.key[2]):
+            info = f[self.key[2]].id.get_chunk_info_by_coord(offset)
+        entry = (
+            None if info.byte_offset is None else (info.byte_offset, info.size, info.filter_mask)
+        )
+        entries[offset] = entry
+        return entry
+
+    def _decode(self, offset: tuple[int, ...]) -> np.ndarray:
+        """Read and decode one whole chunk (full chunk shape, as stored)."""
+        loc = self._locate(offset)
+        if loc is None:  # never written: the fill value
+            return np.full(self.chunks, self.fillvalue, dtype=self.dtype)
+        byte_offset, size, mask = loc
+        with open(self.path, "rb") as fh:
+            raw = os.pread(fh.fileno(), size, byte_offset)
+        if len(raw) != size:
+            raise OSError(
+                f"{self.path.name}: chunk at byte {byte_offset} is cut short (truncated file)"
+            )
+        for position, code in reversed(list(enumerate(self.filters))):
+            if mask & (1 << position):
+                continue  # this filter was skipped for this chunk
+            if code == _DEFLATE:
+                raw = zlib.decompress(raw)
+            elif code == _FLETCHER32:
+                raw = raw[:-4]
+            elif code == _SHUFFLE:
+                item = self.dtype.itemsize
+                raw = np.frombuffer(raw, np.uint8).reshape(item, -1).T.tobytes()
+        arr = np.frombuffer(raw, dtype=self.dtype)
+        return arr.reshape(self.chunks)
+
+    def chunk(self, offset: tuple[int, ...], cache: bool = True) -> np.ndarray:
+        """The decoded chunk at ``offset`` (from the cache when possible).
+
+        ``cache=False`` neither uses nor fills the cache (bulk reads such as pyramid builds
+        must not evict what the users are scrubbing through).
+        """
+        if not cache:
+            return self._decode(offset)
+        key = self._chunk_key(offset)
+        arr = CHUNK_CACHE.get(key)
+        if arr is None:
+            arr = self._decode(offset)
+            CHUNK_CACHE.put(key, arr)
+        return arr
+
+    def _chunk_offsets(self, sel: Sequence[int | slice]) -> list[tuple[int, ...]]:
+        ranges = []
+        for s, n, c in zip(sel, self.shape, self.chunks, strict=True):
+            if isinstance(s, slice):
+                start, stop, _ = s.indices(n)
+                stop = max(stop, start + 1)
+                ranges.append(range((start // c) * c, stop, c))
+            else:
+                ranges.append([(int(s) // c) * c])
+        return [tuple(o) for o in product(*ranges)]
+
+    # ------------------------------------------------------------------ reading
+    def read(self, sel: Sequence[int | slice], cache: bool = True) -> np.ndarray:
+        """``dataset[sel]`` for integer indices and slices (steps allowed).
+
+        Missing chunks are decoded in parallel and placed as each one lands, so memory holds the
+        output plus a few chunks, whatever the number of chunks the selection crosses.
+        """
+        sel = tuple(sel)
+        if self.chunks is None:
+            return self._read_contiguous(sel)
+        norm = [
+            slice(*s.indices(n)) if isinstance(s, slice) else int(s)
+            for s, n in zip(sel, self.shape, strict=True)
+        ]
+        out_shape = [len(range(s.start, s.stop, s.step)) for s in norm if isinstance(s, slice)]
+        out = np.empty(out_shape, dtype=self.dtype)
+        todo: list[tuple[int, ...]] = []
+        for offset in self._chunk_offsets(sel):
+            block = CHUNK_CACHE.get(self._chunk_key(offset)) if cache else None
+            if block is None:
+                todo.append(offset)
+            else:
+                self._place(out, block, offset, norm)
+        # A sliding window of decodes: all cores busy, few decoded chunks alive at once.
+        window = 2 * DECODE_POOL._max_workers
+        pending: dict[Future, tuple[int, ...]] = {}
+        todo.reverse()
+        while todo or pending:
+            while todo and len(pending) < window:
+                offset = todo.pop()
+                pending[DECODE_POOL.submit(self._decode, offset)] = offset
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in done:
+                offset = pending.pop(fut)
+                block = fut.result()
+                if cache:
+                    CHUNK_CACHE.put(self._chunk_key(offset), block)
+                self._place(out, block, offset, norm)
+        return out
+
+    def _place(
+        self, out: np.ndarray, block: np.ndarray, offset: tuple[int, ...], norm: list[int | slice]
+    ) -> None:
+        """Copy the part of one decoded chunk that the selection ``norm`` covers into ``out``."""
+        src, dst = [], []
+        for s, o, c in zip(norm, offset, self.chunks, strict=True):
+            if isinstance(s, int):
+                src.append(s - o)
+                continue
+            first = max(s.start, o)
+            if s.step > 1:  # first selected index inside this chunk
+                first = s.start + -(-(first - s.start) // s.step) * s.step
+            last = min(s.stop, o + c)
+            if first >= last:
+                return
+            src.append(slice(first - o, last - o, s.step))
+            k0 = (first - s.start) // s.step
+            dst.append(slice(k0, k0 + len(range(first, last, s.step))))
+        out[tuple(dst)] = block[tuple(src)]
+
+    def _read_contiguous(self, sel: tuple) -> np.ndarray:
+        if self._offset is None:  # never written
+            norm = [
+                slice(*s.indices(n))
+                for s, n in zip(sel, self.shape, strict=True)
+                if isinstance(s, slice)
+            ]
+            return np.full([len(range(s.start, s.stop, s.step)) for s in norm], self.fillvalue)
+        # A read-only map dropped right after the copy: only the pages touched are read,
+        # and they do not stay in the process's resident memory.
+        mm = np.memmap(self.path, dtype=self.dtype, mode="r", offset=self._offset, shape=self.shape)
+        try:
+            return np.array(mm[sel])
+        finally:
+            del mm
+
+    def prefetch(self, sel: Sequence[int | slice]) -> int:
+        """Decode the chunks of ``sel`` in the background; returns how many were queued.
+
+        Each chunk is its own task (never a task waiting on others: with two decode threads
+        that could deadlock), and a chunk already queued is not queued again.
+        """
+        if self.chunks is None:
+            return 0
+        queued = 0
+        for offset in self._chunk_offsets(sel):
+            key = self._chunk_key(offset)
+            if key in CHUNK_CACHE or key in self._prefetching:
+                continue
+            self._prefetching.add(key)
+
+            def work(offset: tuple[int, ...] = offset, key: tuple = key) -> None:
+                try:
+                    if key not in CHUNK_CACHE:
+                        CHUNK_CACHE.put(key, self._decode(offset))
+                finally:
+                    self._prefetching.discard(key)
+
+            DECODE_POOL.submit(work)
+            queued += 1
+        return queued
+
+
+_READERS: OrderedDict[tuple, DirectReader] = OrderedDict()
+_READERS_LOCK = threading.Lock()
+
+
+def direct_reader(path: str | os.PathLike[str], ds: h5py.Dataset) -> DirectReader | None:
+    """A :class:`DirectReader` for ``ds`` of ``path``, or None if its layout needs h5py.
+
+    Readers are kept per file version (size and mtime), so a rewritten file gets a new one.
+    """
+    real = Path(os.path.realpath(path))
+    st = real.stat()
+    stamp = (st.st_size, st.st_mtime_ns)
+    key = (str(real), stamp, ds.name)
+    with _READERS_LOCK:
+        reader = _READERS.get(key)
+        if reader is not None:
+            _READERS.move_to_end(key)
+            return reader
+    if not _supported(ds):
+        return None
+    reader = DirectReader(real, stamp, ds)
+    with _READERS_LOCK:
+        _READERS[key] = reader
+        while len(_READERS) > 64:
+            _READERS.popitem(last=False)
+    return reader
+
+
+def _supported(ds: h5py.Dataset) -> bool:
+    if ds.dtype.kind not in "biufc" or ds.dtype.fields is not None or ds.dtype.subdtype:
+        return False
+    if ds.is_virtual or ds.external or ds.shape is None or 0 in ds.shape:
+        return False
+    plist = ds.id.get_create_plist()
+    layout = plist.get_layout()
+    if layout == h5py.h5d.CHUNKED:
+        codes = {plist.get_filter(i)[0] for i in range(plist.get_nfilters())}
+        return codes <= _SUPPORTED_FILTERS
+    if layout == h5py.h5d.CONTIGUOUS:
+        return plist.get_nfilters() == 0
+    return False  # compact (tiny, h5py is fine) or virtual

@@ -1,0 +1,177 @@
+"""Pyramids: levels equal the numpy computation on the full array, for every layout; stale
+pyramids are rebuilt; slices read from a level equal that level's slice."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import h5py
+import numpy as np
+import pytest
+
+from dashapp.data import SliceRequest, describe, read_slice
+from dashapp.data import pyramid as pyr
+from dashapp.data.pyramid import PyramidManager, build_pyramid, choose_level, open_pyramid
+
+LAYOUTS = {
+    "contiguous": {},
+    "chunked": {"chunks": (16, 16, 16)},
+    "gzip": {"chunks": (16, 16, 16), "compression": "gzip", "shuffle": True},
+    "lzf": {"chunks": (10, 12, 14), "compression": "lzf"},  # read through h5py
+}
+
+
+@pytest.fixture(autouse=True)
+def _small_blocks(monkeypatch, tmp_path):
+    """Small blocks and levels so that a test volume has several blocks and levels."""
+    monkeypatch.setattr(pyr, "BLOCK", 32)
+    monkeypatch.setattr(pyr, "COARSEST", 8)
+    monkeypatch.setenv("DASHAPP_CACHE", str(tmp_path / "cache"))
+
+
+def reference_level(data: np.ndarray, level: int) -> np.ndarray:
+    """Level ``level`` computed on the whole array with numpy (NaN-padded 2x means)."""
+    out = data.astype(np.float32)
+    for _ in range(level):
+        out = np.pad(out, [(0, n % 2) for n in out.shape], constant_values=np.nan)
+        shape = [v for n in out.shape for v in (n // 2, 2)]
+        with np.errstate(invalid="ignore"), _nowarn():
+            out = np.nanmean(out.reshape(shape), axis=(1, 3, 5)[: out.ndim]).astype(np.float32)
+    return out
+
+
+class _nowarn:
+    def __enter__(self):
+        import warnings
+
+        self.c = warnings.catch_warnings()
+        self.c.__enter__()
+        warnings.simplefilter("ignore")
+
+    def __exit__(self, *a):
+        self.c.__exit__(*a)
+
+
+def _volume(shape=(70, 54, 90)):
+    z, y, x = np.meshgrid(*(np.linspace(0, 1, n) for n in shape), indexing="ij")
+    data = (np.sin(7 * x) * np.cos(5 * y) + z).astype("f4")
+    data[3, 4, 5] = np.nan
+    return data
+
+
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_levels_equal_numpy_on_the_full_array(tmp_path, layout):
+    data = _volume()
+    path = tmp_path / "v.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("v", data=data, **LAYOUTS[layout])
+    info = describe(path, "/v")
+    progress = []
+    pyramid = build_pyramid(info, progress=progress.append)
+    assert progress[-1] == 1.0
+    assert pyramid.shapes == [(70, 54, 90), (35, 27, 45), (18, 14, 23), (9, 7, 12), (5, 4, 6)]
+    for level in range(1, pyramid.levels):
+        ref = reference_level(data, level)
+        for axis in range(3):
+            others = [d for d in range(3) if d != axis]
+            for index in (0, ref.shape[axis] // 2, ref.shape[axis] - 1):
+                n_rows, n_cols = ref.shape[others[0]], ref.shape[others[1]]
+                got = pyramid.read(level, axis, index, (0, n_rows), (0, n_cols))
+                np.testing.assert_allclose(got, np.take(ref, index, axis=axis), rtol=1e-6)
+    # a contiguous source gets a full-resolution copy along its last axis
+    assert pyramid.has(0, 2) == (layout == "contiguous")
+
+
+def test_two_dimensional_dataset(tmp_path):
+    data = np.arange(100 * 130, dtype="i4").reshape(100, 130)
+    path = tmp_path / "img.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("img", data=data, chunks=(32, 32), compression="gzip")
+    info = describe(path, "/img")
+    pyramid = build_pyramid(info)
+    ref = reference_level(data, 2)
+    np.testing.assert_allclose(pyramid.read(2, None, 0, (0, ref.shape[0]), (0, ref.shape[1])), ref)
+
+
+def test_slices_read_through_the_pyramid_match_the_level(tmp_path):
+    data = _volume((64, 64, 64))
+    path = tmp_path / "v.h5"
+    with h5py.File(path, "w") as f:
+        d = f.create_dataset("v", data=data, chunks=(16, 16, 16), compression="gzip")
+        s = f.create_dataset("x", data=np.arange(64) * 10.0 + 5.0)
+        s.make_scale()
+        d.dims[2].attach_scale(s)
+    info = describe(path, "/v")
+    pyramid = build_pyramid(info)
+    # a 20 x 20 pixel view of a 64 x 64 slice: level 1 (32 cells) is the coarsest with >= 20
+    req = SliceRequest("/v", (1, 2), (40, 0, 0), plot_size=(20, 20))
+    image = read_slice(info, req, pyramid=pyramid)
+    assert (image.level, image.source, image.read_shape) == (1, "pyramid", (32, 32))
+    direct = read_slice(info, req)
+    assert direct.source == "file"
+    # same picture, within the difference between a mean of means and a mean of cells
+    assert np.nanmax(np.abs(image.values - direct.values)) < 0.05
+    assert image.x == direct.x == (0.0, 640.0)
+    # max/min/first need every cell: full resolution
+    assert (
+        read_slice(
+            info,
+            SliceRequest("/v", (1, 2), (40, 0, 0), plot_size=(20, 20), agg="max"),
+            pyramid=pyramid,
+        ).level
+        == 0
+    )
+
+
+@pytest.mark.parametrize(
+    ("rows", "cols", "out", "levels", "level"),
+    [(1024, 1024, (600, 800), 5, 0), (1024, 1024, (466, 466), 5, 1), (1024, 1024, (100, 100), 5, 3),
+     (1024, 1024, (10, 10), 5, 4), (64, 1024, (64, 500), 5, 0), (2048, 2048, (500, 500), 6, 2)],
+)  # fmt: skip
+def test_choose_level(rows, cols, out, levels, level):
+    assert choose_level(rows, cols, out, levels) == level
+
+
+def test_a_changed_source_makes_the_pyramid_stale_and_it_is_rebuilt(tmp_path):
+    path = tmp_path / "v.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("v", data=_volume(), chunks=(16, 16, 16))
+    info = describe(path, "/v")
+    manager = PyramidManager(min_bytes=0)
+    assert manager.ensure(info).state in ("queued", "building", "ready")
+    assert manager.wait(info).state == "ready"
+    assert open_pyramid(path, "/v") is not None
+    time.sleep(0.01)
+    subprocess.run([sys.executable, "-c",
+                    f"import h5py; f = h5py.File({str(path)!r}, 'a'); f['v'][0:2] = 7; f.close()"],
+                   check=True)  # fmt: skip
+    info = describe(path, "/v")
+    assert open_pyramid(path, "/v") is None  # stale
+    assert manager.status(info).state == "none"
+    manager.ensure(info)
+    assert manager.wait(info).state == "ready"
+    level1 = open_pyramid(path, "/v").read(1, 0, 0, (0, 27), (0, 45))
+    np.testing.assert_allclose(level1, 7.0)
+
+
+def test_small_datasets_are_not_worth_a_pyramid(tmp_path):
+    path = tmp_path / "s.h5"
+    with h5py.File(path, "w") as f:
+        f["v"] = np.zeros((10, 10, 10), "f4")
+        f["c"] = np.zeros((10, 10, 10), "c8")
+    manager = PyramidManager(min_bytes=1 << 20)
+    assert manager.ensure(describe(path, "/v")).state == "skipped"
+    assert not PyramidManager(min_bytes=0).wanted(describe(path, "/c"))  # complex: read directly
+
+
+def test_sidecar_lives_in_the_cache_not_next_to_the_data(tmp_path):
+    path = tmp_path / "data" / "v.h5"
+    path.parent.mkdir()
+    with h5py.File(path, "w") as f:
+        f.create_dataset("v", data=_volume(), chunks=(16, 16, 16))
+    pyramid = build_pyramid(describe(path, "/v"))
+    assert os.listdir(path.parent) == ["v.h5"]
+    assert str(pyramid.dir).startswith(str(tmp_path / "cache"))
