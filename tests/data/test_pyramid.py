@@ -175,3 +175,26 @@ def test_sidecar_lives_in_the_cache_not_next_to_the_data(tmp_path):
     pyramid = build_pyramid(describe(path, "/v"))
     assert os.listdir(path.parent) == ["v.h5"]
     assert str(pyramid.dir).startswith(str(tmp_path / "cache"))
+
+
+def test_build_on_a_dask_cluster(tmp_path):
+    """Blocks run on the cluster's worker processes; the server process writes the levels."""
+    from distributed import Client, LocalCluster
+
+    data = _volume((64, 48, 40))
+    path = tmp_path / "v.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("v", data=data, chunks=(16, 16, 16), compression="gzip")
+    info = describe(path, "/v")
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        pyramid = build_pyramid(info, client=client)
+        ran_on = client.run(lambda: os.getpid())
+    assert set(ran_on.values()).isdisjoint({os.getpid()})
+    ref = reference_level(data, 2)
+    got = pyramid.read(2, 1, 5, (0, ref.shape[0]), (0, ref.shape[2]))
+    np.testing.assert_allclose(got, ref[:, 5, :], rtol=1e-6)

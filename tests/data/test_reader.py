@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import tracemalloc
 
 import h5py
@@ -276,3 +277,75 @@ def test_estimate_range_is_exact_for_small_and_bounded_for_large(tmp_path):
     assert r.sampled <= 100_000
     assert 0 <= r.min < 0.01
     assert 0.99 < r.max <= 1
+
+
+def test_memory_stays_bounded_reading_a_volume_much_larger_than_the_cache(tmp_path, monkeypatch):
+    from dashapp.data.chunks import CHUNK_CACHE
+
+    monkeypatch.setattr(CHUNK_CACHE, "max_bytes", 1 * 2**20)
+    CHUNK_CACHE.clear()
+    path = tmp_path / "big.h5"
+    with h5py.File(path, "w") as f:
+        d = f.create_dataset(
+            "v", shape=(128, 256, 256), dtype="f4", chunks=(16, 64, 64), compression="gzip"
+        )
+        for i in range(0, 128, 16):
+            d[i : i + 16] = np.random.default_rng(i).random((16, 256, 256), dtype="f4")
+    info = describe(path, "/v")
+    tracemalloc.start()
+    for axis in (0, 1, 2):
+        for index in range(0, info.shape[axis], 7):
+            image = _full(info, axis, index)
+            assert CHUNK_CACHE.nbytes <= CHUNK_CACHE.max_bytes
+            assert image.values.size <= 256 * 256
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 12 * 2**20  # a 32 MiB volume through a 1 MiB cache, a slice at a time
+
+
+def test_bytes_sent_are_bounded_by_the_plot_not_the_dataset(tmp_path):
+    data = np.random.default_rng(0).random((2, 3000, 2000)).astype("f4")
+    info = _write(tmp_path / "wide.h5", data, chunks=(1, 500, 500))
+    image = read_slice(info, SliceRequest("/v", (1, 2), (1, 0, 0), plot_size=(300, 200)))
+    assert image.values.shape == (300, 200)
+    assert image.values.nbytes == 300 * 200 * 4
+
+
+def test_a_slow_read_does_not_stall_reads_of_other_datasets(tmp_path):
+    """Chunks decode outside h5py's global lock: a small read finishes while a big one runs."""
+    import threading
+
+    from dashapp.data.chunks import CHUNK_CACHE
+
+    CHUNK_CACHE.clear()
+    rng = np.random.default_rng(0)
+    big = tmp_path / "big.h5"
+    with h5py.File(big, "w") as f:
+        d = f.create_dataset(
+            "v",
+            shape=(32, 1024, 1024),
+            dtype="f4",
+            chunks=(32, 128, 128),
+            compression="gzip",
+            compression_opts=1,
+        )
+        for i in range(0, 1024, 256):
+            d[:, i : i + 256] = rng.random((32, 256, 1024), dtype="f4")
+    small = _write(tmp_path / "small.h5", np.ones((4, 8, 8), "f4"))
+    big_info = describe(big, "/v")
+    order = []
+    started = threading.Event()
+
+    def slow():
+        started.set()
+        read_slice(big_info, SliceRequest("/v", (1, 2), (5, 0, 0), plot_size=(100, 100)))
+        order.append("big")
+
+    t = threading.Thread(target=slow)
+    t.start()
+    started.wait()
+    time.sleep(0.05)  # the big read is decoding its 64 chunks (128 MiB of gzip)
+    _full(small, 0, 1)
+    order.append("small")
+    t.join()
+    assert order == ["small", "big"]
