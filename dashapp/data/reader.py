@@ -131,23 +131,21 @@ def _stats(values: np.ndarray) -> SliceStats:
     st = SliceStats(size=int(values.size))
     if values.size == 0:
         return st
-    nan = np.isnan(values)
-    st.n_nan = int(nan.sum())
-    if st.n_nan == values.size:
-        return st
-    with np.errstate(invalid="ignore"):
-        lo, hi = float(np.nanmin(values)), float(np.nanmax(values))
+    # Fast path first: plain min/max are several times cheaper than the NaN-aware ones and
+    # are NaN exactly when a NaN is present.
+    lo, hi = float(values.min()), float(values.max())
     finite_vals = values
     if not (np.isfinite(lo) and np.isfinite(hi)):
+        nan = np.isnan(values)
         inf = np.isinf(values)
-        st.n_inf = int(inf.sum())
+        st.n_nan, st.n_inf = int(nan.sum()), int(inf.sum())
         finite_vals = values[~(nan | inf)]
         if finite_vals.size == 0:
             return st
         lo, hi = float(finite_vals.min()), float(finite_vals.max())
     st.min, st.max = lo, hi
     flat = finite_vals.ravel()
-    sample = flat[:: max(1, flat.size // 65536)]
+    sample = flat[:: max(1, flat.size // 16384)]
     sample = sample[np.isfinite(sample)]
     if sample.size:
         st.p2, st.p98 = (float(v) for v in np.percentile(sample, [2, 98]))
@@ -168,6 +166,15 @@ def _aggregate(
     out: tuple[int, int],
     agg: str,
 ) -> np.ndarray:
+    if is_uniform(row_centers) and is_uniform(col_centers):
+        # datashader's regular-grid resampler, called directly: the kernel is the same as
+        # Canvas.raster's, without building xarray objects (half the cost at 500 x 500).
+        from datashader.resampling import resample_2d
+
+        src = np.ascontiguousarray(values)
+        return resample_2d(
+            src, out[1], out[0], ds_method=agg, us_method="nearest", fill_value=np.nan
+        ).astype(values.dtype, copy=False)
     import datashader as ds
     import xarray as xr
 
@@ -175,11 +182,9 @@ def _aggregate(
         values, coords={"y": row_centers, "x": col_centers}, dims=("y", "x"), name="v"
     )
     canvas = ds.Canvas(plot_width=out[1], plot_height=out[0], x_range=x, y_range=y)
-    if is_uniform(row_centers) and is_uniform(col_centers):
-        result = canvas.raster(da, agg=agg, interpolate="nearest")
-    else:
-        reduction = {"mean": ds.mean, "max": ds.max, "min": ds.min, "first": ds.first}[agg]("v")
-        result = canvas.quadmesh(da, x="x", y="y", agg=reduction)
+    # Uneven cells (padded meshes): each pixel takes the cells its area covers.
+    reduction = {"mean": ds.mean, "max": ds.max, "min": ds.min, "first": ds.first}[agg]("v")
+    result = canvas.quadmesh(da, x="x", y="y", agg=reduction)
     return np.asarray(result.values, dtype=values.dtype)
 
 
@@ -281,8 +286,10 @@ def read_slice(
         values, col_centers = values[:, ::-1], col_centers[::-1]
     x = tuple(sorted((float(col_ek[lc[0]]), float(col_ek[lc[1]]))))
     y = tuple(sorted((float(row_ek[lr[0]]), float(row_ek[lr[1]]))))
-    out_h = min(values.shape[0], plot_h)
-    out_w = min(values.shape[1], plot_w)
+    # Within 25% of the screen's pixels (a pyramid level is at most 2x them), let the browser
+    # scale the image: resampling 512 -> 466 cells costs more than sending the extra 20%.
+    out_h = values.shape[0] if values.shape[0] <= 1.25 * plot_h else plot_h
+    out_w = values.shape[1] if values.shape[1] <= 1.25 * plot_w else plot_w
     uniform = is_uniform(row_centers) and is_uniform(col_centers)
     read_shape = values.shape
     downsampled = False
