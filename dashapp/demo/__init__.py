@@ -1,4 +1,5 @@
-"""Demo data for dashapp: a synthetic subsurface model written on first start."""
+"""Demo data for dashapp: a synthetic subsurface model written on first start, and a real
+SimPEG inversion that writes its iterations as it runs (:mod:`dashapp.demo.inversion`)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,36 @@
+"""Entry points that build the slicer page: for ``panel serve`` scripts and the ``dashapp`` CLI.
+
+A Panel script runs once per browser session, so the scripts (``apps/slicer.py`` in the
+repository and :data:`SLICER_SCRIPT` inside the installed package) only call
+:func:`serve_slicer_page`, which reads the command line and the page's URL query.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+__all__ = ["SLICER_SCRIPT", "serve_slicer_page"]
+
+#: The slicer script inside the installed package (what ``dashapp serve`` and the JupyterLab
+#: launcher tile hand to ``panel serve``; the repository's ``apps/slicer.py`` is the same).
+SLICER_SCRIPT = Path(__file__).with_name("slicer_app.py")
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="slicer")
+    parser.add_argument("--root", help="folder to browse (default: $DASHAPP_ROOT or the demo)")
+    args, _ = parser.parse_known_args(argv)
+    return args
+
+
+def serve_slicer_page(argv: list[str] | None = None) -> None:
+    """Build this session's slicer page and mark it servable (from a ``panel serve`` script)."""
+    import panel as pn
+
+    from .views.app import SlicerApp, resolve_root
+
+    args = _parse(sys.argv[1:] if argv is None else argv)
+    pn.extension(notifications=True)
+    SlicerApp(resolve_root(args.root), query=pn.state.session_args).template().servable()
