@@ -28,6 +28,7 @@ from .reader import (
     to_real,
     warm_up,
 )
+from .series import SeriesMember, series_members
 from .slicing import AGGREGATIONS, COMPLEX_PARTS, default_axis, default_display_dims
 from .tree import Node, read_tree
 
@@ -51,6 +52,7 @@ __all__ = [
     "OutsideRoot",
     "Pyramid",
     "PyramidManager",
+    "SeriesMember",
     "SliceImage",
     "SliceRequest",
     "SliceStats",
@@ -71,6 +73,7 @@ __all__ = [
     "read_tree",
     "relative_to_root",
     "resolve",
+    "series_members",
     "to_real",
     "warm_up",
 ]

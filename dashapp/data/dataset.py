@@ -85,6 +85,8 @@ class DatasetInfo:
     notes: list[str] = field(default_factory=list)
     #: The value itself, as text, for scalars and short 1-D datasets (shown instead of an image).
     preview: str = ""
+    #: Dims that can grow (HDF5 maxshape None): where a running writer appends.
+    growable: tuple[int, ...] = ()
 
     @property
     def ndim(self) -> int:
@@ -166,6 +168,8 @@ def _dimension_scale_axes(ds: h5py.Dataset, axes: list[Axis], notes: list[str]) 
         if label:
             axis.name = label
         for scale in scales:
+            if scale.file.swmr_mode:  # a growing scale (iterations) appended by a SWMR writer
+                scale.refresh()
             phony = _NETCDF_PHONY in _text(scale.attrs.get("NAME", ""))
             scale_name = scale.name.rsplit("/", 1)[-1]
             if phony:  # netCDF dimension without a coordinate variable: a name, no values
@@ -254,6 +258,8 @@ def _describe(ds: h5py.Dataset, file: str, root: str | os.PathLike[str] | None) 
         notes=notes,
     )
     info.name = _name_of(ds)
+    if ds.maxshape is not None:
+        info.growable = tuple(d for d, m in enumerate(ds.maxshape) if m is None)
     info.units = _units(ds.attrs)
     info.attrs = {k: _text(v) for k, v in list(ds.attrs.items())[:50] if k != "DIMENSION_LIST"}
     try:
@@ -325,4 +331,10 @@ def check_viewable(info: DatasetInfo) -> None:
         )
     if 0 in info.shape:
         shape = " × ".join(str(n) for n in info.shape)
+        empty = [d for d, n in enumerate(info.shape) if n == 0]
+        if all(d in info.growable for d in empty):
+            raise Unsupported(
+                f"{where} has no data yet (shape {shape}): it grows as its writer appends; "
+                "the view updates when the first slice lands."
+            )
         raise Unsupported(f"{where} is empty (shape {shape}): a dimension has length zero.")

@@ -26,7 +26,7 @@ import hdf5plugin  # noqa: F401
 from .errors import DashappError, FileBusy, NotFound, NotHDF5
 from .paths import check_hdf5_signature
 
-__all__ = ["HANDLES", "HandleCache", "h5_errors", "open_file"]
+__all__ = ["HANDLES", "HandleCache", "h5_errors", "open_file", "swmr_writer_active", "writer_pid"]
 
 #: HDF5 raw-data chunk cache per open file. Scrubbing re-reads neighbouring chunks, so it pays
 #: to keep a few dozen decompressed chunks; the cache holds at most ``max_files`` of these.
@@ -116,6 +116,29 @@ def writer_pid(path: str | os.PathLike[str]) -> int | None:
     return None
 
 
+def swmr_writer_active(path: str | os.PathLike[str]) -> bool:
+    """True while a SWMR writer has the file open (its superblock says so).
+
+    Superblocks of version 2 and 3 (``libver="latest"`` files) carry status flags at byte 11:
+    bit 0 "open for writing", bit 2 "open for SWMR writing". A SWMR reader can follow such a
+    writer by refreshing datasets; any other writer's changes need the file reopened.
+    """
+    from .paths import _HDF5_SIGNATURE, _SIGNATURE_OFFSETS
+
+    try:
+        with open(path, "rb") as fh:
+            for offset in _SIGNATURE_OFFSETS:
+                fh.seek(offset)
+                head = fh.read(12)
+                if len(head) < 12:
+                    return False
+                if head[:8] == _HDF5_SIGNATURE:
+                    return head[8] >= 2 and bool(head[11] & 0x04)
+    except OSError:
+        return False
+    return False
+
+
 def _busy(path: Path, pid: int | None) -> FileBusy:
     who = f" (process {pid})" if pid and pid > 0 else ""
     return FileBusy(
@@ -162,18 +185,18 @@ def _open(path: Path) -> h5py.File:
 @dataclass
 class _Handle:
     file: h5py.File
-    stamp: tuple[int, int]
+    stamp: tuple[int, int, int]
     users: int = 0
     stale: bool = False
     last_used: float = field(default_factory=time.monotonic)
 
 
-def _stamp(path: Path) -> tuple[int, int]:
+def _stamp(path: Path) -> tuple[int, int, int]:
     try:
         st = path.stat()
     except FileNotFoundError as exc:
         raise NotFound(f"{path.name} no longer exists.") from exc
-    return (st.st_size, st.st_mtime_ns)
+    return (st.st_size, st.st_mtime_ns, st.st_ino)
 
 
 class HandleCache:
@@ -204,8 +227,19 @@ class HandleCache:
         with self._lock:
             handle = self._handles.get(real)
             if handle is not None and handle.stamp != stamp:
-                self._retire(real, handle)
-                handle = None
+                if (
+                    handle.stamp[2] == stamp[2]
+                    and stamp[0] >= handle.stamp[0]  # SWMR writers only append
+                    and handle.file.swmr_mode
+                    and not handle.stale
+                    and swmr_writer_active(real)
+                ):
+                    # The same file, written to (a SWMR writer appends): keep the handle;
+                    # datasets are refreshed as they are looked up (require_dataset).
+                    handle.stamp = stamp
+                else:  # replaced, or written by a writer that closed it: reopen
+                    self._retire(real, handle)
+                    handle = None
             if handle is not None:
                 self._handles.move_to_end(real)
                 handle.users += 1

@@ -178,11 +178,18 @@ def _aggregate(
     import datashader as ds
     import xarray as xr
 
+    # Uneven cells (padded meshes): each pixel takes the cells its area covers. A single row or
+    # column has no spacing to infer cell edges from: give it two identical ones.
+    if values.shape[0] == 1:
+        values = np.repeat(values, 2, axis=0)
+        row_centers = np.array([y[0] + (y[1] - y[0]) / 4, y[1] - (y[1] - y[0]) / 4])
+    if values.shape[1] == 1:
+        values = np.repeat(values, 2, axis=1)
+        col_centers = np.array([x[0] + (x[1] - x[0]) / 4, x[1] - (x[1] - x[0]) / 4])
     da = xr.DataArray(
         values, coords={"y": row_centers, "x": col_centers}, dims=("y", "x"), name="v"
     )
     canvas = ds.Canvas(plot_width=out[1], plot_height=out[0], x_range=x, y_range=y)
-    # Uneven cells (padded meshes): each pixel takes the cells its area covers.
     reduction = {"mean": ds.mean, "max": ds.max, "min": ds.min, "first": ds.first}[agg]("v")
     result = canvas.quadmesh(da, x="x", y="y", agg=reduction)
     return np.asarray(result.values, dtype=values.dtype)

@@ -16,7 +16,7 @@ import h5py
 import numpy as np
 
 from .errors import BrokenLink, NotFound, OutsideRoot, Unsupported
-from .files import h5_errors, open_file
+from .files import HANDLES, h5_errors, open_file
 
 __all__ = [
     "Node",
@@ -264,6 +264,8 @@ class _Walker:
 
     def dataset_node(self, name: str, path: str, ds: h5py.Dataset) -> Node:
         node = Node(name=name, path=path, kind="dataset")
+        if ds.file.swmr_mode:
+            ds.refresh()
         node.shape = tuple(int(n) for n in ds.shape) if ds.shape is not None else ()
         node.dtype = dtype_label(ds.dtype)
         node.chunks = ds.chunks
@@ -405,6 +407,8 @@ def read_tree(path: str | os.PathLike[str], root: str | os.PathLike[str] | None 
         problems and not followed.
     """
     real = Path(path)
+    # Reopen: a writer may have added groups, which an open (SWMR) handle does not see.
+    HANDLES.forget(real)
     with open_file(real) as f, h5_errors(real, "reading its structure"):
         walker = _Walker(real, root)
         node = walker.visit(f, "", "/", 0)
@@ -462,4 +466,6 @@ def require_dataset(
     obj = get_object(f, path, root)
     if not isinstance(obj, h5py.Dataset):
         raise Unsupported(f"{path} is a group, not a dataset; pick a dataset inside it.")
+    if f.swmr_mode:  # see what a SWMR writer appended since the file was opened
+        obj.refresh()
     return obj

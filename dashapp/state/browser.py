@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import param
 
 from ..data import DashappError, Entry, Node, list_folder, read_tree, relative_to_root, resolve
@@ -46,6 +48,17 @@ class BrowserState(param.Parameterized):
         except DashappError as exc:
             self.tree = None
             self.error = str(exc)
+
+    def refresh_tree(self) -> None:
+        """Read the open file's tree again after a writer changed it.
+
+        While the writer holds the file (or it is half-written) the last tree stays: the
+        slicer reports the file's state; the browser should not flicker.
+        """
+        if not self.file:
+            return
+        with contextlib.suppress(DashappError):
+            self.tree = read_tree(resolve(self.root, self.file), root=self.root)
 
     @property
     def parent(self) -> str | None:

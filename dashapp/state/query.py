@@ -16,6 +16,7 @@ The query carries:
 ``agg``     downsampling reduction when not ``mean``
 ``part``    complex part when not ``magnitude``
 ``zoom``    ``x0,x1,y0,y1`` visible region in the plot's coordinates
+``follow``  ``true``: move to the newest iteration as a running simulation writes it
 ==========  ==============================================================
 """
 
@@ -65,6 +66,8 @@ def to_query(state: SliceState) -> dict[str, str]:
         q["agg"] = state.agg
     if state.info.kind == "complex" and state.part != "magnitude":
         q["part"] = state.part
+    if state.follow:
+        q["follow"] = "true"
     if state.x_range and state.y_range:
         q["zoom"] = ",".join(_fmt(v) for v in (*state.x_range, *state.y_range))
     return q
@@ -145,6 +148,13 @@ def parse_query(args: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]
         problems.append("vmin and vmax go together; ignored")
         view.pop("vmin", None)
         view.pop("vmax", None)
+    if "follow" in raw:
+        if raw["follow"].lower() in ("true", "1", "yes", "on"):
+            view["follow"] = True
+        elif raw["follow"].lower() in ("false", "0", "no", "off"):
+            view["follow"] = False
+        else:
+            problems.append(f"follow={raw['follow']!r} is not true or false; ignored")
     if "zoom" in raw and (z := numbers("zoom", 4)) is not None:
         view["x_range"], view["y_range"] = (z[0], z[1]), (z[2], z[3])
     return opened, view, problems

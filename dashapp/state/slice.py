@@ -7,7 +7,9 @@ as param watchers, so they hold whether a widget, a URL or a notebook cell chang
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,7 @@ from ..data import (
     default_display_dims,
     describe,
     resolve,
+    series_members,
 )
 
 __all__ = ["CLIM_MODES", "CMAPS", "VIEW_PARAMS", "SliceState", "resolve_limits", "suggest_scale"]
@@ -43,7 +46,7 @@ CLIM_MODES = ("auto", "robust", "global", "manual")
 #: Parameters that describe the view (as opposed to which dataset is open).
 VIEW_PARAMS = (
     "axis", "index", "display", "indices", "cmap", "reverse", "clim", "vmin", "vmax", "scale",
-    "agg", "part", "x_range", "y_range",
+    "agg", "part", "x_range", "y_range", "follow",
 )  # fmt: skip
 
 
@@ -144,6 +147,14 @@ class SliceState(param.Parameterized):
     )
     part = param.Selector(
         default="magnitude", objects=list(COMPLEX_PARTS), doc="What complex values are shown as."
+    )
+    follow = param.Boolean(
+        default=False,
+        doc="Follow the newest data: move to the last iteration (or series member) as a "
+        "running simulation writes it, keeping the plane, slice, zoom and colours.",
+    )
+    newer = param.String(
+        default="", doc="Newer data the view does not show (with follow off), in words."
     )
     x_range = param.NumericTuple(
         default=None, allow_None=True, length=2, doc="Zoom: visible x (column) range, or None."
@@ -263,6 +274,7 @@ class SliceState(param.Parameterized):
         self.x_range = None
         self.y_range = None
         self.auto_scale = True
+        self.newer = ""
         if self.clim != "manual":
             self.vmin = self.vmax = None
 
@@ -332,6 +344,101 @@ class SliceState(param.Parameterized):
                 rest[key] = (min(lo, hi), max(lo, hi)) if lo != hi else None
         self.param.update(**rest)
         return notes
+
+    # ------------------------------------------------------------------ live data
+    def view(self) -> dict[str, Any]:
+        """The current view settings (what :meth:`apply_view` takes)."""
+        return {k: getattr(self, k) for k in VIEW_PARAMS}
+
+    def reload(self) -> list[str]:
+        """The file changed on disk: re-read the dataset's metadata, keeping the view.
+
+        Dimensions that grew (a writer appending iterations) are followed to their newest
+        index when :attr:`follow` is on; otherwise :attr:`newer` says what is not shown. For
+        a numbered series (``/iter_0007/model``) the newest member is opened (follow) or
+        announced. Returns what changed, in words. Raises the data layer's errors (a file
+        being written, truncated or deleted) for the caller to report and retry.
+        """
+        if not (self.file and self.dataset):
+            return []
+        old = self.info
+        path = resolve(self.root, self.file)
+        info = describe(path, self.dataset, root=self.root)
+        check_viewable(info)
+        changes: list[str] = []
+        view = self.view()
+        members = series_members(path, self.dataset)
+        numbers = [m.number for m in members]
+        current = next((m for m in members if m.path == self.dataset), None)
+        newest = members[-1] if members else None
+        if newest is not None and current is not None and newest.number > current.number:
+            if self.follow:
+                with param.parameterized.discard_events(self):
+                    self.dataset = newest.path
+                self._load()
+                self.apply_view(**view)
+                self.newer = ""
+                return [f"followed to {newest.label}"]
+            ahead = len([n for n in numbers if n > current.number])
+            self.newer = f"{ahead} newer: {newest.label} is the latest"
+            return [self.newer]
+        if old is not None and info.ndim == old.ndim:
+            grown = [d for d in range(info.ndim) if info.shape[d] > old.shape[d]]
+        else:
+            grown = []
+        with param.parameterized.discard_events(self):
+            self.info = info
+            self.error = ""
+        self.param.trigger("info")
+        if old is None or info.ndim != old.ndim:
+            # First data of a run that had none (or a different layout): a fresh plane, but
+            # the user's colours and follow setting stay.
+            keep = ("cmap", "reverse", "clim", "vmin", "vmax", "scale", "agg", "part", "follow")
+            self._set_defaults_keep({k: view[k] for k in keep})
+            if self.follow:
+                self._to_newest(info.growable)
+            return ["dataset reloaded"]
+        if self.follow and grown:
+            self._to_newest(grown)
+            changes.append("followed to the newest data")
+        elif grown:
+            unseen = []
+            for d in grown:
+                shown = self.index if d == self.axis else self.indices.get(d, 0)
+                if shown < info.shape[d] - 1:
+                    unseen.append(f"{info.axes[d].name} up to {info.shape[d] - 1}")
+            self.newer = ("newer data: " + ", ".join(unseen)) if unseen else ""
+        if grown:
+            changes.append("grew: " + ", ".join(info.axes[d].name for d in grown))
+        return changes or ["rewritten"]
+
+    def _set_defaults_keep(self, view: dict[str, Any]) -> None:
+        """Defaults for a changed dataset, then as much of the old view as still fits."""
+        self._set_defaults()
+        self.param.trigger("axis", "index", "display", "indices")
+        self.apply_view(**{k: v for k, v in view.items() if v is not None})
+
+    @param.depends("follow", watch=True)
+    def _follow_now(self) -> None:
+        """Turning follow on jumps to the newest data at once."""
+        if not self.follow or self.info is None:
+            return
+        with contextlib.suppress(DashappError):
+            self.reload()
+        self._to_newest(self.info.growable)
+
+    def _to_newest(self, dims: Iterable[int]) -> None:
+        """Move the sliders of ``dims`` to their last index."""
+        updates: dict[str, Any] = {}
+        for d in dims:
+            last = self.info.shape[d] - 1
+            if d == self.axis and self.has_axis:
+                updates["index"] = last
+            elif d in self.other_dims:
+                updates["indices"] = {**self.indices, **updates.get("indices", {}), d: last}
+        if updates:
+            self.param.update(**updates)
+        self.newer = ""
 
     # ------------------------------------------------------------------ rules
     @param.depends("axis", watch=True)

@@ -17,6 +17,7 @@ import param
 from ..data import warm_up
 from ..state import BrowserState, SliceState, apply_query, to_query
 from .browser import FileBrowser
+from .series import ConvergencePlot
 from .slicer import Slicer
 
 __all__ = ["SlicerApp", "resolve_root"]
@@ -86,6 +87,18 @@ class SlicerApp(pn.viewable.Viewer):
                 browser_state.error = str(exc)
         self.browser = FileBrowser(browser_state, on_pick=self.pick)
         self.slicer = Slicer(state=slice_state)
+        self.convergence = ConvergencePlot(slice_state)
+        self.slicer.add_panel(self.convergence)
+        self._launch = pn.widgets.Button(
+            label="▶ Run a live SimPEG inversion",
+            color="primary",
+            sizing_mode="stretch_width",
+            css_classes=["dashapp-run-inversion"],
+            description="Start a 3-D gravity inversion (about a minute) writing each iteration "
+            "to HDF5, and follow it here as it converges.",
+        )
+        self._launch.on_click(self._run_inversion)
+        self._launch.visible = self._is_demo(root)
         self._message = pn.pane.Alert(
             "",
             alert_type="info",
@@ -122,6 +135,32 @@ class SlicerApp(pn.viewable.Viewer):
         )
         browser_state.param.watch(self._browser_problem, ["error"])
         _warm_up_once()
+
+    @staticmethod
+    def _is_demo(root: str) -> bool:
+        from ..demo import default_demo_dir
+
+        return Path(root).resolve() == default_demo_dir().resolve()
+
+    def _run_inversion(self, event: Any = None) -> None:
+        """Start the demo inversion (a separate writer process) and follow its file."""
+        from ..data import relative_to_root
+        from ..demo.launcher import start_inversion
+
+        self._launch.loading = True
+        try:
+            path = start_inversion(self.slice_state.root)
+        finally:
+            self._launch.loading = False
+        rel = relative_to_root(self.slice_state.root, path)
+        self.browser_state.open(rel)
+        self.slice_state.param.update(file=rel, dataset="/model")
+        self.slice_state.follow = True
+        self._say(
+            f"Inversion running: {rel}. The view follows each iteration as it lands "
+            "(switch 'Follow latest' off to stay on one).",
+            "success",
+        )
 
     def pick(self, file: str, dataset: str) -> None:
         """Show ``dataset`` of ``file`` (called by the browser)."""
@@ -166,7 +205,7 @@ class SlicerApp(pn.viewable.Viewer):
         pn.extension(raw_css=[_CSS])
         tmpl = pn.template.BootstrapTemplate(
             title=title,
-            sidebar=[self.browser],
+            sidebar=[self._launch, self.browser],
             main=[self.__panel__()],
             sidebar_width=380,
             header_background="#1f5d8c",

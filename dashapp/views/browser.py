@@ -166,12 +166,17 @@ class FileBrowser(pn.viewable.Viewer):
         self._entries.param.watch(self._on_entry, "value")
         self._tree.param.watch(self._on_node, "value")
         self._refresh.on_click(lambda _e: self.state.refresh())
+        self._watch_id: int | None = None
+        self._doc = None
+        self._tree_due = 0.0
+        self.state.param.watch(self._watch_folder, ["folder", "file"])
         self.state.param.watch(self._show_entries, ["entries", "folder"])
         self.state.param.watch(self._show_tree, ["tree", "file"])
         self.state.param.watch(self._show_error, ["error"])
         self._show_entries()
         self._show_tree()
         self._show_error()
+        self._watch_folder()
         self._layout = pn.Column(
             pn.Row(self._where, self._refresh, sizing_mode="stretch_width"),
             self._entries,
@@ -185,6 +190,47 @@ class FileBrowser(pn.viewable.Viewer):
 
     def __panel__(self) -> pn.viewable.Viewable:
         return self._layout
+
+    def _watch_folder(self, *events) -> None:
+        """Follow the listed folder and the open file: new files appear, new groups show."""
+        from ..data import DashappError, resolve
+        from ..data.watch import WATCHES
+
+        WATCHES.unsubscribe(self._watch_id)
+        self._watch_id = None
+        doc = pn.state.curdoc
+        self._doc = doc if doc is not None and doc.session_context is not None else None
+        if self._doc is None:  # a notebook: the browser is a server-app feature
+            return
+        paths = []
+        try:
+            paths.append(resolve(self.state.root, self.state.folder))
+            if self.state.file:
+                paths.append(resolve(self.state.root, self.state.file))
+        except DashappError:
+            return
+        self._watch_id = WATCHES.subscribe(paths, self._changed)
+
+    def _changed(self, paths: set) -> None:
+        doc = self._doc
+        if doc is not None:
+            doc.add_next_tick_callback(
+                pn.state._handle_exception_wrapper(lambda: self._on_disk_change(paths), doc)
+            )
+
+    def _on_disk_change(self, paths: set) -> None:
+        from ..data import resolve
+
+        self.state.refresh()
+        try:
+            open_file = resolve(self.state.root, self.state.file) if self.state.file else None
+        except Exception:
+            open_file = None
+        # The tree of a file being written changes with each iteration; re-read it at most
+        # every 2 s (a big file's tree takes a while to walk).
+        if open_file is not None and open_file in paths and time.monotonic() > self._tree_due:
+            self._tree_due = time.monotonic() + 2.0
+            self.state.refresh_tree()
 
     def _show_entries(self, *events) -> None:
         st = self.state

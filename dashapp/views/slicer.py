@@ -125,6 +125,13 @@ class Slicer(pn.viewable.Viewer):
         self._syncing_ranges = False
         self._global: dict[tuple, ValueRange] = {}
         self._syncing_widgets = False
+        self._watch_id: int | None = None
+        self._live_doc = None
+        self._loop = None
+        self._retry_delay = 0.0
+        self._retry_pending = False
+        self._file_problem = ""
+        self._watch_label = ""
         self._last_position: tuple[int, int] | None = None
         self._build_watch = None
         self._read_ms = 0.0
@@ -136,6 +143,9 @@ class Slicer(pn.viewable.Viewer):
         self.state.param.watch(self._on_frame_change, _FRAME_PARAMS)
         self.state.param.watch(self._on_colour_change, _COLOUR_PARAMS)
         self.state.param.watch(self._on_dataset, ["info", "error", "axis", "display"])
+        self.state.param.watch(self._on_file, ["root", "file"])
+        self.state.param.watch(self._show_live, ["newer", "follow"])
+        self._on_file()
         self._on_dataset()
         self.refresh()
 
@@ -266,6 +276,16 @@ class Slicer(pn.viewable.Viewer):
             sizing_mode="stretch_width",
             css_classes=["dashapp-notes"],
         )
+        self._follow = pn.widgets.Toggle.from_param(
+            self.state.param.follow,
+            label="Follow latest",
+            color="success",
+            sizing_mode="stretch_width",
+            css_classes=["dashapp-follow"],
+        )
+        self._live = pn.pane.HTML(
+            "", margin=(0, 10), sizing_mode="stretch_width", css_classes=["dashapp-live"]
+        )
         self._build_bar = pn.indicators.Progress(
             value=0,
             max=100,
@@ -290,7 +310,13 @@ class Slicer(pn.viewable.Viewer):
 
     def _build_layout(self) -> pn.viewable.Viewable:
         navigation = pn.Column(
-            self._axis, self._index, self._others, self._dims, sizing_mode="stretch_width", margin=0
+            self._axis,
+            self._index,
+            self._others,
+            self._dims,
+            self._follow,
+            sizing_mode="stretch_width",
+            margin=0,
         )
         colour = pn.Column(
             self._cmap,
@@ -303,15 +329,18 @@ class Slicer(pn.viewable.Viewer):
             sizing_mode="stretch_width",
             margin=0,
         )
+        self._extras = pn.Column(sizing_mode="stretch_width", margin=0)
         controls = pn.Column(
             navigation,
             pn.layout.Divider(),
             colour,
+            self._extras,
             width=330,
             margin=(0, 10),
             css_classes=["dashapp-controls"],
         )
         build = pn.Row(self._build_bar, self._build_text, margin=0)
+        build = pn.Column(self._live, build, margin=0, sizing_mode="stretch_width")
         main = pn.Column(
             self._title,
             self._alert,
@@ -326,6 +355,10 @@ class Slicer(pn.viewable.Viewer):
 
     def __panel__(self) -> pn.viewable.Viewable:
         return self._layout
+
+    def add_panel(self, obj: Any) -> None:
+        """Show ``obj`` under the controls (e.g. the convergence plot)."""
+        self._extras.append(obj)
 
     def _repr_mimebundle_(self, include=None, exclude=None):
         ensure_notebook_extension()  # offline-safe: inline JS unless the user loaded Panel
@@ -362,8 +395,6 @@ class Slicer(pn.viewable.Viewer):
             self._sync_plane_widgets(options, has_axis)
         finally:
             self._syncing_widgets = False
-        self._last_position: tuple[int, int] | None = None
-        self._build_watch = None
         self._part.visible = info.kind == "complex"
         self._notes.object = "<br>".join(_esc(n) for n in info.notes)
         self._notes.visible = bool(info.notes)
@@ -643,6 +674,111 @@ class Slicer(pn.viewable.Viewer):
         # Re-read only if the new size changes how many pixels the image should have.
         if abs(h - old_h) > 0.1 * old_h or abs(w - old_w) > 0.1 * old_w:
             self.refresh()
+
+    # ------------------------------------------------------------------ live files
+    def _on_file(self, *events: param.parameterized.Event) -> None:
+        """Watch the open file (through its folder) for a writer's changes."""
+        from ..data.watch import WATCHES
+
+        WATCHES.unsubscribe(self._watch_id)
+        self._watch_id = None
+        self._file_problem = ""
+        self._retry_delay = 0.0
+        st = self.state
+        if not st.file:
+            self._show_live()
+            return
+        try:
+            path = st.path
+        except DashappError:
+            self._show_live()
+            return
+        # Where to run the callbacks: the session's document, or the notebook kernel's loop.
+        self._live_doc = _session_doc()
+        if self._live_doc is None:
+            import asyncio
+
+            try:
+                self._loop = asyncio.get_event_loop()
+            except RuntimeError:
+                self._loop = None
+        self._watch_id = WATCHES.subscribe([path], self._file_changed)
+        mode = WATCHES.mode_of(self._watch_id)
+        self._watch_label = mode.label if mode else ""
+        self._show_live()
+
+    def _file_changed(self, paths: set) -> None:
+        """In the watcher thread: hand over to the session's event loop."""
+        self._call_soon(self.reload)
+
+    def _call_soon(self, fn, delay: float = 0.0) -> None:
+        doc = self._live_doc
+        if doc is not None:
+            wrapped = pn.state._handle_exception_wrapper(fn, doc)
+            if delay:
+                doc.add_timeout_callback(wrapped, int(delay * 1000))
+            else:
+                doc.add_next_tick_callback(wrapped)
+            return
+        loop = self._loop
+        if loop is not None and loop.is_running():
+
+            def run() -> None:
+                fn()
+                self._push()
+
+            if delay:
+                loop.call_soon_threadsafe(loop.call_later, delay, run)
+            else:
+                loop.call_soon_threadsafe(run)
+            return
+        if not delay:
+            fn()
+
+    def reload(self) -> None:
+        """The file changed: read its metadata again and redraw, keeping the view.
+
+        A file being written, cut short, damaged or deleted keeps the last good picture with
+        the reason below the plot, and is tried again (after 0.5 s, 1 s, 2 s, ... up to 10 s,
+        and at the next change seen on disk) until it reads well again.
+        """
+        st = self.state
+        if not st.file or not st.dataset:
+            return
+        try:
+            st.reload()
+        except DashappError as exc:
+            self._file_problem = str(exc)
+            self._retry_delay = min(10.0, max(0.5, self._retry_delay * 2))
+            self._show_live()
+            if not self._retry_pending:
+                self._retry_pending = True
+
+                def retry() -> None:
+                    self._retry_pending = False
+                    self.reload()
+
+                self._call_soon(retry, self._retry_delay)
+            return
+        self._file_problem = ""
+        self._retry_delay = 0.0
+        self._show_live()
+        self.refresh()
+
+    def _show_live(self, *events: param.parameterized.Event) -> None:
+        st = self.state
+        parts = []
+        if self._watch_label:
+            parts.append(f"watching the file ({_esc(self._watch_label)})")
+        if self._file_problem:
+            parts.append(
+                f'<span class="dashapp-file-problem">⚠ {_esc(self._file_problem)} Showing the '
+                f"last good picture; trying again in {self._retry_delay:g} s.</span>"
+            )
+        if st.newer and not st.follow:
+            parts.append(f'<span class="dashapp-newer">🆕 {_esc(st.newer)}</span>')
+        self._live.object = " · ".join(parts)
+        self._live.visible = bool(parts)
 
     # ------------------------------------------------------------------ overview levels
     def _watch_pyramid(self) -> None:
