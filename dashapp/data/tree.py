@@ -16,7 +16,7 @@ import h5py
 import numpy as np
 
 from .errors import BrokenLink, NotFound, OutsideRoot, Unsupported
-from .files import HANDLES, h5_errors, open_file
+from .files import h5_errors, open_file
 
 __all__ = [
     "Node",
@@ -407,8 +407,8 @@ def read_tree(path: str | os.PathLike[str], root: str | os.PathLike[str] | None 
         problems and not followed.
     """
     real = Path(path)
-    # Reopen: a writer may have added groups, which an open (SWMR) handle does not see.
-    HANDLES.forget(real)
+    # No forced reopen: the handle cache reopens files changed by ordinary writers, and a
+    # SWMR writer cannot add objects (only grow datasets, which are refreshed).
     with open_file(real) as f, h5_errors(real, "reading its structure"):
         walker = _Walker(real, root)
         node = walker.visit(f, "", "/", 0)

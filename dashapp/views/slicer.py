@@ -125,6 +125,7 @@ class Slicer(pn.viewable.Viewer):
         self._syncing_ranges = False
         self._global: dict[tuple, ValueRange] = {}
         self._syncing_widgets = False
+        self._other_sliders: dict[int, pn.widgets.EditableIntSlider] = {}
         self._watch_id: int | None = None
         self._live_doc = None
         self._loop = None
@@ -429,27 +430,38 @@ class Slicer(pn.viewable.Viewer):
             self._dims.visible = False
 
     def _rebuild_others(self) -> None:
+        """A slider per other dim; existing ones are updated in place (a growing iteration dim
+        must not rebuild its widget on every write)."""
         st = self.state
-        sliders = []
-        for dim in st.other_dims:
-            axis = st.info.axes[dim]
+        wanted = [d for d in st.other_dims if st.info.shape[d] > 1]
+        for dim in wanted:
             size = st.info.shape[dim]
-            if size <= 1:
-                continue
-            slider = pn.widgets.EditableIntSlider(
-                label=axis.name,
-                start=0,
-                end=size - 1,
-                value=int(st.indices.get(dim, 0)),
-                fixed_start=0,
-                fixed_end=size - 1,
-                sizing_mode="stretch_width",
-                css_classes=[f"dashapp-dim-{dim}"],
-            )
-            slider.param.watch(partial(self._on_other_widget, dim), "value")
-            sliders.append(slider)
-        self._others.objects = sliders
-        self._others.visible = bool(sliders)
+            value = min(int(st.indices.get(dim, 0)), size - 1)
+            slider = self._other_sliders.get(dim)
+            if slider is None:
+                slider = pn.widgets.EditableIntSlider(
+                    label=st.info.axes[dim].name,
+                    start=0,
+                    end=size - 1,
+                    value=value,
+                    fixed_start=0,
+                    fixed_end=size - 1,
+                    sizing_mode="stretch_width",
+                    css_classes=[f"dashapp-dim-{dim}"],
+                )
+                slider.param.watch(partial(self._on_other_widget, dim), "value")
+                self._other_sliders[dim] = slider
+            else:
+                slider.param.update(
+                    label=st.info.axes[dim].name, end=size - 1, fixed_end=size - 1, value=value
+                )
+        for dim in list(self._other_sliders):
+            if dim not in wanted:
+                del self._other_sliders[dim]
+        objects = [self._other_sliders[d] for d in wanted]
+        if list(self._others.objects) != objects:
+            self._others.objects = objects
+        self._others.visible = bool(objects)
 
     # ------------------------------------------------------------------ widget <-> state
     def _on_axis_widget(self, event: param.parameterized.Event) -> None:
@@ -477,7 +489,7 @@ class Slicer(pn.viewable.Viewer):
     def _on_index_state(self, *events: param.parameterized.Event) -> None:
         if self._index.value != self.state.index:
             self._index.value = self.state.index
-        for slider, dim in zip(self._others.objects, self.state.other_dims, strict=False):
+        for dim, slider in self._other_sliders.items():
             value = int(self.state.indices.get(dim, 0))
             if slider.value != value:
                 slider.value = value
@@ -762,8 +774,7 @@ class Slicer(pn.viewable.Viewer):
             return
         self._file_problem = ""
         self._retry_delay = 0.0
-        self._show_live()
-        self.refresh()
+        self._show_live()  # the new info (triggered by the state) redraws the picture
 
     def _show_live(self, *events: param.parameterized.Event) -> None:
         st = self.state

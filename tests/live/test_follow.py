@@ -115,10 +115,10 @@ def test_watch_modes_see_a_real_writer(tmp_path, monkeypatch, mode):
     try:
         sid = hub.subscribe([tmp_path / "run.h5"], lambda paths: seen.append(time.monotonic()))
         assert hub.mode_of(sid).mode == mode
-        time.sleep(0.6)  # the watcher is up
+        time.sleep(1.5)  # the watcher is up and has its first snapshot (polling)
         seen.clear()
         writer.step()
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 15
         while not seen and time.monotonic() < deadline:
             time.sleep(0.02)
         assert seen, f"{mode} watcher saw nothing"
@@ -127,7 +127,7 @@ def test_watch_modes_see_a_real_writer(tmp_path, monkeypatch, mode):
         sid2 = hub.subscribe([tmp_path], lambda paths: hub2_seen.append(paths))
         time.sleep(0.6)
         shutil.copy(tmp_path / "run.h5", tmp_path / "copy.h5")
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 15
         while not hub2_seen and time.monotonic() < deadline:
             time.sleep(0.02)
         assert any(tmp_path / "copy.h5" in paths for paths in hub2_seen)

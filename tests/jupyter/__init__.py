@@ -1,0 +1,1 @@
+"""Tests of the JupyterLab integration: the launcher tile behind jupyter-server-proxy."""
