@@ -17,6 +17,8 @@ def _serve(args: argparse.Namespace, rest: list[str]) -> int:
     from .app import SLICER_SCRIPT
 
     cmd = [sys.executable, "-m", "panel", "serve", str(SLICER_SCRIPT), *rest]
+    if "--index" not in rest:  # the slicer at / rather than /slicer_app
+        cmd[5:5] = ["--index", "slicer_app"]
     if args.root:
         cmd += ["--args", "--root", args.root]
     os.execvp(cmd[0], cmd)
