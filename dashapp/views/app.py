@@ -41,7 +41,19 @@ def _warm_up_once() -> None:
     if _warmed.is_set():
         return
     _warmed.set()
+    from ..data import PYRAMIDS
+
+    PYRAMIDS.client_provider = _cluster_client
     threading.Thread(target=warm_up, name="dashapp-warm-up", daemon=True).start()
+
+
+def _cluster_client() -> Any:
+    """The Dask pane's cluster client when a cluster runs (pyramids are built there)."""
+    from ..cluster import MANAGER
+
+    if MANAGER.info().get("status") != "running":
+        return None
+    return MANAGER.client
 
 
 def resolve_root(root: str | os.PathLike[str] | None = None) -> Path:
@@ -134,6 +146,7 @@ class SlicerApp(pn.viewable.Viewer):
             ],
         )
         browser_state.param.watch(self._browser_problem, ["error"])
+        self._tabs: pn.Tabs | None = None
         _warm_up_once()
 
     @staticmethod
@@ -200,13 +213,36 @@ class SlicerApp(pn.viewable.Viewer):
     def __panel__(self) -> pn.viewable.Viewable:
         return pn.Column(self._message, self.slicer, sizing_mode="stretch_both")
 
+    def cluster_tab(self) -> pn.viewable.Viewable:
+        """The Dask cluster pane and the inversion sweep that runs on it."""
+        from .cluster import ClusterPane, SweepPane
+
+        self.cluster = ClusterPane()
+        self.sweep = SweepPane(root=self.slice_state.root, on_output=self._follow_sweep)
+        return pn.Column(self.cluster, pn.layout.Divider(), self.sweep, sizing_mode="stretch_width")
+
+    def _follow_sweep(self, rel: str) -> None:
+        """Show a sweep's stitched model in the slicer, following it as it fills in."""
+        self.browser_state.open(rel)
+        self.slice_state.param.update(file=rel, dataset="/model")
+        self.slice_state.param.update(follow=True)
+        if self._tabs is not None:
+            self._tabs.active = 0
+        self._say(f"Sweep running: {rel} fills in station by station.", "success")
+
     def template(self, title: str = "dashapp · HDF5 slicer") -> pn.template.BaseTemplate:
         """The app in a page template: browser in the sidebar, slicer in the main area."""
         pn.extension(raw_css=[_CSS])
+        self._tabs = pn.Tabs(
+            ("Slicer", self.__panel__()),
+            ("Dask cluster", self.cluster_tab()),
+            dynamic=False,
+            sizing_mode="stretch_both",
+        )
         tmpl = pn.template.BootstrapTemplate(
             title=title,
             sidebar=[self._launch, self.browser],
-            main=[self.__panel__()],
+            main=[self._tabs],
             sidebar_width=380,
             header_background="#1f5d8c",
         )

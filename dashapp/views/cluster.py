@@ -1,0 +1,381 @@
+"""The Dask cluster pane: a form to start a cluster, live tables of its workers and batch jobs.
+
+A view on :data:`dashapp.cluster.MANAGER` (one cluster per server process, shared by every
+session and surviving browser reloads). The form is a :class:`~dashapp.state.ClusterForm`;
+the buttons call the manager's coroutines; a periodic callback redraws the tables from
+``MANAGER.info()``. Errors (a refused ``sbatch``, workers that never arrive, lost jobs) appear
+here, in words.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from typing import Any
+
+import pandas as pd
+import panel as pn
+import param
+
+from ..state.cluster import ClusterForm
+from ..state.sweep import SweepRun
+
+__all__ = ["ClusterPane", "SweepPane"]
+
+_WORKER_COLUMNS = ["name", "host", "nthreads", "memory", "memory_limit", "cpu", "executing",
+                   "in_memory", "ready", "status"]  # fmt: skip
+_JOB_COLUMNS = ["job_id", "state", "name", "time_left", "workers", "reason"]
+
+
+def _mb(value: Any) -> str:
+    try:
+        return f"{float(value) / 2**20:,.0f} MiB"
+    except (TypeError, ValueError):
+        return "" if value is None else str(value)
+
+
+def workers_frame(info: dict[str, Any]) -> pd.DataFrame:
+    """The workers table from ``MANAGER.info()`` (pure, for tests)."""
+    rows = []
+    for w in info.get("workers") or []:
+        row = {k: w.get(k) for k in _WORKER_COLUMNS}
+        row["memory"], row["memory_limit"] = _mb(row["memory"]), _mb(row["memory_limit"])
+        if isinstance(row["cpu"], (int, float)):
+            row["cpu"] = f"{row['cpu']:.0f} %"
+        rows.append(row)
+    return pd.DataFrame(rows, columns=_WORKER_COLUMNS)
+
+
+def jobs_frame(info: dict[str, Any]) -> pd.DataFrame:
+    """The batch jobs table from ``MANAGER.info()`` (pure, for tests)."""
+    rows = []
+    for j in info.get("jobs") or []:
+        row = {k: j.get(k) for k in _JOB_COLUMNS}
+        row["workers"] = ", ".join(row["workers"] or [])
+        rows.append(row)
+    return pd.DataFrame(rows, columns=_JOB_COLUMNS)
+
+
+class ClusterPane(pn.viewable.Viewer):
+    """Start, scale, adapt and stop the server's Dask cluster; watch its workers and jobs."""
+
+    form = param.ClassSelector(class_=ClusterForm, doc="The cluster form's fields.")
+
+    def __init__(self, form: ClusterForm | None = None, manager: Any = None, **params: Any) -> None:
+        super().__init__(form=form or ClusterForm(), **params)
+        from ..cluster import MANAGER
+
+        self.manager = manager or MANAGER
+        self._widgets = {name: self._widget(name) for name in self.form.param if name != "name"}
+        self._preview = pn.widgets.Button(label="Preview job script", sizing_mode="stretch_width")
+        self._start = pn.widgets.Button(
+            label="Start",
+            color="primary",
+            sizing_mode="stretch_width",
+            css_classes=["dashapp-cluster-start"],
+        )
+        self._scale = pn.widgets.Button(
+            label="Scale / adapt",
+            sizing_mode="stretch_width",
+            css_classes=["dashapp-cluster-scale"],
+        )
+        self._stop = pn.widgets.Button(
+            label="Stop",
+            color="danger",
+            sizing_mode="stretch_width",
+            css_classes=["dashapp-cluster-stop"],
+        )
+        self._script = pn.pane.Markdown(
+            "", sizing_mode="stretch_width", visible=False, css_classes=["dashapp-job-script"]
+        )
+        self._message = pn.pane.Alert(
+            "",
+            alert_type="danger",
+            visible=False,
+            sizing_mode="stretch_width",
+            css_classes=["dashapp-cluster-error"],
+        )
+        self._summary = pn.pane.HTML(
+            "", sizing_mode="stretch_width", css_classes=["dashapp-cluster-summary"]
+        )
+        self._workers = pn.widgets.Tabulator(
+            workers_frame({}),
+            show_index=False,
+            disabled=True,
+            sizing_mode="stretch_width",
+            height=220,
+            css_classes=["dashapp-workers"],
+        )
+        self._jobs = pn.widgets.Tabulator(
+            jobs_frame({}),
+            show_index=False,
+            disabled=True,
+            sizing_mode="stretch_width",
+            height=180,
+            css_classes=["dashapp-jobs"],
+        )
+        self._events = pn.pane.HTML(
+            "",
+            sizing_mode="stretch_width",
+            max_height=200,
+            styles={"overflow-y": "auto", "font-size": "12px"},
+        )
+        self._preview.on_click(self._on_preview)
+        self._start.on_click(self._on_start)
+        self._scale.on_click(self._on_scale)
+        self._stop.on_click(self._on_stop)
+        self.form.param.watch(self._show_fields, ["kind", "adaptive"])
+        self._show_fields()
+        self._last_info: str = ""
+        self._poll = None
+        self.update()
+        self._layout = pn.Row(
+            pn.Column(
+                "### Start a cluster",
+                *self._widgets.values(),
+                pn.Row(self._preview, self._start),
+                pn.Row(self._scale, self._stop),
+                width=360,
+            ),
+            pn.Column(
+                self._message,
+                self._summary,
+                "#### Workers",
+                self._workers,
+                "#### Batch jobs",
+                self._jobs,
+                "#### Events",
+                self._events,
+                self._script,
+                sizing_mode="stretch_width",
+            ),
+            sizing_mode="stretch_width",
+        )
+
+    def _widget(self, name: str) -> pn.widgets.Widget:
+        p = self.form.param[name]
+        label = (p.doc or name).split(".")[0]
+        if name in ("job_directives", "prologue"):
+            return pn.widgets.TextAreaInput.from_param(
+                p, label=label, height=70, sizing_mode="stretch_width"
+            )
+        if name == "kind":
+            return pn.widgets.Select.from_param(
+                p, label="Cluster kind", sizing_mode="stretch_width"
+            )
+        if isinstance(p, param.Boolean):
+            return pn.widgets.Checkbox.from_param(p, label=label)
+        if isinstance(p, param.Integer):
+            return pn.widgets.IntInput.from_param(p, label=label, sizing_mode="stretch_width")
+        return pn.widgets.TextInput.from_param(p, label=label, sizing_mode="stretch_width")
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        if self._poll is None:
+            try:
+                self._poll = pn.state.add_periodic_callback(self.update, period=1000)
+            except Exception:  # no event loop (a script): update() can be called by hand
+                self._poll = None
+        return self._layout
+
+    def _show_fields(self, *events: Any) -> None:
+        shown = set(self.form.visible_fields()) | {"kind"}
+        for name, widget in self._widgets.items():
+            visible = name in shown
+            if name in ("minimum", "maximum"):
+                visible = visible and self.form.adaptive
+            if name == "workers":
+                visible = visible and not self.form.adaptive
+            widget.visible = visible
+        self._preview.visible = self.form.is_batch
+
+    def _say(self, text: str, kind: str = "danger") -> None:
+        self._message.param.update(object=html.escape(text), alert_type=kind, visible=bool(text))
+
+    # ------------------------------------------------------------------ actions
+    def _on_preview(self, event: Any = None) -> None:
+        try:
+            script = self.manager.job_script(self.form.spec())
+        except Exception as exc:
+            self._say(f"The job script cannot be made: {exc}")
+            return
+        self._say("")
+        self._script.object = f"#### Job script\n```bash\n{script}\n```"
+        self._script.visible = True
+
+    async def _on_start(self, event: Any = None) -> None:
+        spec = self.form.spec()
+        self._say("")
+        self._start.loading = True
+        try:
+            problems = await self.manager.validate(spec)
+            if problems:
+                self._say("Nothing was submitted: " + " ".join(problems))
+                return
+            await self.manager.start(spec, replace=True)
+        except Exception as exc:
+            self._say(str(exc))
+        finally:
+            self._start.loading = False
+            self.update()
+
+    async def _on_scale(self, event: Any = None) -> None:
+        self._say("")
+        try:
+            if self.form.adaptive:
+                await self.manager.adapt(self.form.minimum, self.form.maximum)
+            else:
+                await self.manager.scale(self.form.workers)
+        except Exception as exc:
+            self._say(str(exc))
+        self.update()
+
+    async def _on_stop(self, event: Any = None) -> None:
+        self._stop.loading = True
+        try:
+            await self.manager.stop()
+        except Exception as exc:
+            self._say(str(exc))
+        finally:
+            self._stop.loading = False
+            self.update()
+
+    # ------------------------------------------------------------------ display
+    def update(self) -> None:
+        """Redraw from the manager's ``info()`` (cheap; skipped when nothing changed)."""
+        info = self.manager.info()
+        key = json.dumps(info, sort_keys=True, default=str)
+        if key == self._last_info:
+            return
+        self._last_info = key
+        status = info.get("status", "none")
+        link = info.get("dashboard_link") or ""
+        if link:
+            from ..jupyter import proxied_url
+
+            link = proxied_url(link)
+        parts = [f"<b>Status:</b> {html.escape(str(status))}"]
+        if info.get("kind"):
+            parts.append(f"<b>Kind:</b> {html.escape(str(info['kind']))}")
+        if info.get("scheduler_address"):
+            parts.append(f"<b>Scheduler:</b> <code>{html.escape(info['scheduler_address'])}</code>")
+        parts.append(
+            f"<b>Workers:</b> {len(info.get('workers') or [])}"
+            + (f" of {info['requested_workers']}" if info.get("requested_workers") else "")
+        )
+        if info.get("adapt"):
+            a = info["adapt"]
+            parts.append(f"<b>Adaptive:</b> {a.get('minimum')}–{a.get('maximum')}")
+        if info.get("walltime_left_s") is not None:
+            left = int(info["walltime_left_s"])
+            parts.append(
+                f"<b>Walltime left:</b> {left // 3600}:{left % 3600 // 60:02d}:{left % 60:02d}"
+            )
+        if link:
+            parts.append(f'<a href="{html.escape(link)}" target="_blank">Dask dashboard</a>')
+        self._summary.object = " · ".join(parts)
+        self._workers.value = workers_frame(info)
+        self._jobs.value = jobs_frame(info)
+        errors = info.get("errors") or []
+        if errors:
+            self._say(" ".join(errors))
+        events = list(info.get("events") or [])[-15:]
+        esc = lambda v: html.escape(str(v))  # noqa: E731
+        self._events.object = "<br>".join(
+            f"<code>{esc(e.get('time', ''))}</code> {esc(e.get('text', ''))}"
+            for e in reversed(events)
+        )
+        running = status == "running"
+        self._scale.disabled = not running
+        self._stop.disabled = status in ("none", "stopping")
+
+
+class SweepPane(pn.viewable.Viewer):
+    """Run the stitched 1-D SimPEG inversion sweep on the cluster, with progress and cancel."""
+
+    run = param.ClassSelector(class_=SweepRun, doc="The sweep's settings and progress.")
+
+    def __init__(
+        self,
+        run: SweepRun | None = None,
+        root: str = ".",
+        on_output: Any = None,
+        manager: Any = None,
+        **params: Any,
+    ) -> None:
+        super().__init__(run=run or SweepRun(), **params)
+        from ..cluster import MANAGER
+
+        self.manager = manager or MANAGER
+        self.root = root
+        self._on_output = on_output
+        r = self.run
+        self._fields = pn.Column(
+            pn.widgets.IntInput.from_param(r.param.ny, label="Stations along y"),
+            pn.widgets.IntInput.from_param(r.param.nx, label="Stations along x"),
+            pn.widgets.RadioButtonGroup.from_param(r.param.kind, variant="outline"),
+            pn.widgets.RadioButtonGroup.from_param(r.param.preset, variant="outline"),
+        )
+        self._go = pn.widgets.Button(
+            label="Run the sweep on the cluster",
+            color="primary",
+            css_classes=["dashapp-sweep-start"],
+        )
+        self._cancel = pn.widgets.Button(
+            label="Cancel", color="danger", disabled=True, css_classes=["dashapp-sweep-cancel"]
+        )
+        self._bar = pn.indicators.Progress(
+            value=0, max=100, sizing_mode="stretch_width", css_classes=["dashapp-sweep-progress"]
+        )
+        self._text = pn.pane.HTML(
+            "", css_classes=["dashapp-sweep-text"], sizing_mode="stretch_width"
+        )
+        self._go.on_click(self._on_go)
+        self._cancel.on_click(lambda e: self.run.cancel())
+        r.param.watch(self._show, ["done", "failed", "total", "status", "message", "failures"])
+        self._doc = None
+        self._show()
+        self._layout = pn.Column(
+            "### Stitched 1-D inversion sweep",
+            pn.pane.Markdown(
+                "One independent SimPEG 1-D layered-earth inversion per station of a grid over "
+                "the demo's 3-D model, run as Dask tasks on the current cluster; each result is "
+                "written into a stitched 3-D model as it completes, and the slicer follows it."
+            ),
+            self._fields,
+            pn.Row(self._go, self._cancel),
+            self._bar,
+            self._text,
+            width=420,
+        )
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        return self._layout
+
+    def _on_go(self, event: Any = None) -> None:
+        try:
+            client = self.manager.client
+        except Exception as exc:
+            self._text.object = f'<span class="dashapp-problem">{html.escape(str(exc))}</span>'
+            return
+        doc = pn.state.curdoc
+        self._doc = doc if doc is not None and doc.session_context is not None else None
+        out = self.run.start(client, self.root, on_update=self._from_thread)
+        self._show()
+        if self._on_output and self.run.status == "running":
+            self._on_output(out)
+
+    def _from_thread(self) -> None:
+        doc = self._doc
+        if doc is not None:
+            doc.add_next_tick_callback(pn.state._handle_exception_wrapper(self._show, doc))
+
+    def _show(self, *events: Any) -> None:
+        r = self.run
+        self._bar.value = int(100 * (r.done + r.failed) / r.total) if r.total else 0
+        failures = "".join(
+            f"<li>station ({iy}, {ix}): {html.escape(str(msg))}</li>" for iy, ix, msg in r.failures
+        )
+        self._text.object = html.escape(r.message) + (f"<ul>{failures}</ul>" if failures else "")
+        running = r.status == "running"
+        self._go.disabled = running
+        self._cancel.disabled = not running

@@ -1,0 +1,49 @@
+"""In the browser: start a cluster from the form, see its workers, run the inversion sweep on
+it and watch the stitched model fill in in the slicer."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from .test_slicer_browser import TIMEOUT, query, status, wait_for_picture
+
+pytestmark = pytest.mark.browser
+
+
+def test_cluster_pane_and_sweep(serve, page: Page):
+    server = serve(None)  # the demo workspace
+    page.goto(server.url)
+    page.get_by_text("Dask cluster", exact=True).click()
+    start = page.locator(".dashapp-cluster-start button").first
+    expect(start).to_be_visible(timeout=TIMEOUT)
+    start.click()  # a LocalCluster with the form's defaults (2 workers)
+    summary = page.locator(".dashapp-cluster-summary").first
+    expect(summary).to_contain_text("running", timeout=90_000)
+    expect(summary).to_contain_text("Workers: 2 of 2", timeout=90_000)
+    expect(page.locator(".dashapp-workers .tabulator-row")).to_have_count(2, timeout=TIMEOUT)
+    expect(summary).to_contain_text("Dask dashboard")
+
+    # A small sweep: 3 x 4 stations of quick inversions, on the cluster just started.
+    page.get_by_label("Stations along y").fill("3")
+    page.get_by_label("Stations along y").press("Enter")
+    page.get_by_label("Stations along x").fill("4")
+    page.get_by_label("Stations along x").press("Enter")
+    page.get_by_role("button", name="tiny").click()
+    page.locator(".dashapp-sweep-start button").first.click()
+    # The slicer takes over and follows the stitched model as stations land.
+    expect(page.locator(".dashapp-title").first).to_contain_text("/model", timeout=TIMEOUT)
+    q = query(page)
+    assert q["file"].startswith("sweeps/sweep-dc-")
+    assert q["follow"] == "true"
+    page.get_by_text("Dask cluster", exact=True).click()
+    expect(page.locator(".dashapp-sweep-text").first).to_contain_text(
+        "finished: 12 of 12 stations", timeout=180_000
+    )
+    page.get_by_text("Slicer", exact=True).click()
+    wait_for_picture(page)
+    assert "read" in status(page)
+
+    page.get_by_text("Dask cluster", exact=True).click()
+    page.locator(".dashapp-cluster-stop button").first.click()
+    expect(summary).to_contain_text("Status: none", timeout=90_000)
