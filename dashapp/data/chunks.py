@@ -32,7 +32,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from .files import h5_errors, open_file
+from .files import H5_OBJECT_LOCK, h5_errors, open_file
 
 __all__ = ["CHUNK_CACHE", "ChunkCache", "DirectReader", "direct_reader"]
 
@@ -149,7 +149,7 @@ class DirectReader:
         if offset in entries:
             return entries[offset]
         # HDF5's chunk index is behind h5py's lock; the lookup is quick and memoised.
-        with open_file(self.path) as f, h5_errors(self.path, self.key[2]):
+        with open_file(self.path) as f, h5_errors(self.path, self.key[2]), H5_OBJECT_LOCK:
             info = f[self.key[2]].id.get_chunk_info_by_coord(offset)
         entry = (
             None if info.byte_offset is None else (info.byte_offset, info.size, info.filter_mask)

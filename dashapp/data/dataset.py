@@ -21,7 +21,7 @@ import h5py
 import numpy as np
 
 from .errors import Unsupported
-from .files import h5_errors, open_file
+from .files import h5_errors, open_file, refresh_once
 from .tree import dtype_kind, dtype_label, format_attr, require_dataset, virtual_source_problems
 
 __all__ = ["Axis", "DatasetInfo", "check_viewable", "describe", "is_uniform"]
@@ -168,8 +168,7 @@ def _dimension_scale_axes(ds: h5py.Dataset, axes: list[Axis], notes: list[str]) 
         if label:
             axis.name = label
         for scale in scales:
-            if scale.file.swmr_mode:  # a growing scale (iterations) appended by a SWMR writer
-                scale.refresh()
+            refresh_once(scale)  # a growing scale (iterations) appended by a SWMR writer
             phony = _NETCDF_PHONY in _text(scale.attrs.get("NAME", ""))
             scale_name = scale.name.rsplit("/", 1)[-1]
             if phony:  # netCDF dimension without a coordinate variable: a name, no values

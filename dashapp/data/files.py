@@ -8,6 +8,7 @@ No UI object ever owns a handle: callers borrow one for the duration of an opera
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import sys
@@ -189,6 +190,8 @@ class _Handle:
     users: int = 0
     stale: bool = False
     last_used: float = field(default_factory=time.monotonic)
+    #: Objects refreshed since the file last changed (a SWMR reader refreshes each once).
+    refreshed: set[str] = field(default_factory=set)
 
 
 def _stamp(path: Path) -> tuple[int, int, int]:
@@ -218,6 +221,7 @@ class HandleCache:
         self._handles: OrderedDict[Path, _Handle] = OrderedDict()
         self._lock = threading.Lock()
         self._janitor: threading.Thread | None = None
+        self._closed = False
 
     @contextlib.contextmanager
     def open(self, path: str | os.PathLike[str]) -> Iterator[h5py.File]:
@@ -235,8 +239,9 @@ class HandleCache:
                     and swmr_writer_active(real)
                 ):
                     # The same file, written to (a SWMR writer appends): keep the handle;
-                    # datasets are refreshed as they are looked up (require_dataset).
+                    # datasets are refreshed as they are next looked up (refresh_once).
                     handle.stamp = stamp
+                    handle.refreshed = set()
                 else:  # replaced, or written by a writer that closed it: reopen
                     self._retire(real, handle)
                     handle = None
@@ -281,9 +286,20 @@ class HandleCache:
         self._janitor = threading.Thread(target=self._sweep, name="dashapp-handles", daemon=True)
         self._janitor.start()
 
+    def shutdown(self) -> None:
+        """Close every handle and stop the janitor (at interpreter exit, before HDF5 goes).
+
+        A daemon thread still calling into HDF5 while Python finalises crashes the process
+        ("ref-counted page nil", then a segmentation fault).
+        """
+        self._closed = True
+        self.clear()
+
     def _sweep(self) -> None:
-        while True:
+        while not self._closed:
             time.sleep(max(self.idle_seconds / 4, 0.05))
+            if self._closed:
+                return
             self.close_idle()
             with self._lock:
                 if not self._handles:
@@ -319,8 +335,32 @@ class HandleCache:
                 handle.file.close()
 
 
+#: Serialises HDF5 object refreshes with chunk-index lookups: H5Drefresh reloads a dataset's
+#: metadata under other open identifiers of the same dataset, which HDF5 does not survive when
+#: another thread uses one at the same time ("ref-counted page nil").
+H5_OBJECT_LOCK = threading.RLock()
+
+
+def refresh_once(obj) -> None:
+    """Refresh a dataset of a file a SWMR writer appended to, once per change of the file."""
+    f = obj.file
+    if not f.swmr_mode:
+        return
+    real = Path(os.path.realpath(f.filename))
+    handle = HANDLES._handles.get(real)
+    if handle is None or obj.name in handle.refreshed:
+        return
+    if not swmr_writer_active(real):
+        handle.refreshed.add(obj.name)  # nothing appends to it: its metadata is current
+        return
+    with H5_OBJECT_LOCK:
+        obj.refresh()
+        handle.refreshed.add(obj.name)
+
+
 #: The process-wide handle cache used by the data layer's readers.
 HANDLES = HandleCache()
+atexit.register(HANDLES.shutdown)
 
 
 def open_file(path: str | os.PathLike[str]) -> contextlib.AbstractContextManager[h5py.File]:

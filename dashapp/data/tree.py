@@ -16,7 +16,7 @@ import h5py
 import numpy as np
 
 from .errors import BrokenLink, NotFound, OutsideRoot, Unsupported
-from .files import h5_errors, open_file
+from .files import h5_errors, open_file, refresh_once
 
 __all__ = [
     "Node",
@@ -264,8 +264,7 @@ class _Walker:
 
     def dataset_node(self, name: str, path: str, ds: h5py.Dataset) -> Node:
         node = Node(name=name, path=path, kind="dataset")
-        if ds.file.swmr_mode:
-            ds.refresh()
+        refresh_once(ds)
         node.shape = tuple(int(n) for n in ds.shape) if ds.shape is not None else ()
         node.dtype = dtype_label(ds.dtype)
         node.chunks = ds.chunks
@@ -466,6 +465,5 @@ def require_dataset(
     obj = get_object(f, path, root)
     if not isinstance(obj, h5py.Dataset):
         raise Unsupported(f"{path} is a group, not a dataset; pick a dataset inside it.")
-    if f.swmr_mode:  # see what a SWMR writer appended since the file was opened
-        obj.refresh()
+    refresh_once(obj)  # see what a SWMR writer appended since the file was opened
     return obj

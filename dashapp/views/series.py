@@ -14,6 +14,7 @@ from bokeh.models import ColumnDataSource, HoverTool
 from bokeh.plotting import figure
 
 from ..data import DashappError, open_file, resolve
+from ..data.files import refresh_once
 from ..state import SliceState
 
 __all__ = ["SERIES_NAMES", "ConvergencePlot", "read_series"]
@@ -39,8 +40,7 @@ def read_series(path, root=None) -> dict[str, np.ndarray]:
                 continue
             if obj.dtype.kind not in "iuf" or obj.shape[0] > 100_000:
                 continue
-            if f.swmr_mode:
-                obj.refresh()
+            refresh_once(obj)
             out[label] = np.asarray(obj[()], dtype=float)
     return out
 

@@ -349,3 +349,30 @@ def test_a_slow_read_does_not_stall_reads_of_other_datasets(tmp_path):
     order.append("small")
     t.join()
     assert order == ["small", "big"]
+
+
+def test_scrubbing_with_prefetch_then_exiting_does_not_crash(tmp_path):
+    """Prefetch threads and idle-handle closing must finish before HDF5 shuts down.
+
+    Once seen: reading with prefetch, then exiting, aborted the interpreter ("ref-counted page
+    nil", segmentation fault) on files written with HDF5's default (old) chunk index.
+    """
+    import subprocess
+    import sys
+
+    path = tmp_path / "old.h5"
+    with h5py.File(path, "w") as f:
+        d = f.create_dataset("v", shape=(128, 128, 128), dtype="f4", chunks=(32, 32, 32))
+        d[...] = np.random.default_rng(0).random((128, 128, 128), dtype="f4")
+    code = (
+        "from dashapp.data import describe, read_slice, SliceRequest\n"
+        f"info = describe({str(path)!r}, '/v')\n"
+        "for i in range(60):\n"
+        "    read_slice(info, SliceRequest('/v', (1, 2), (i, 0, 0), plot_size=(128, 128)),"
+        " prefetch=1)\n"
+        "print('done')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "done" in out.stdout
+    assert "ref-counted" not in out.stderr
