@@ -21,6 +21,7 @@ SLICER_SCRIPT = Path(__file__).with_name("slicer_app.py")
 def _parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="slicer")
     parser.add_argument("--root", help="folder to browse (default: $DASHAPP_ROOT or the demo)")
+    parser.add_argument("--capsule", help="open a capsule: its timeline, views and packed inputs")
     args, _ = parser.parse_known_args(argv)
     return args
 
@@ -33,4 +34,14 @@ def serve_slicer_page(argv: list[str] | None = None) -> None:
 
     args = _parse(sys.argv[1:] if argv is None else argv)
     pn.extension(notifications=True)
+    if args.capsule:
+        from .provenance import open_capsule
+
+        capsule = open_capsule(args.capsule)
+        root = args.root or capsule.root or capsule.manifest.get("root")
+        app = SlicerApp(
+            resolve_root(root), query=pn.state.session_args, record=capsule.record, read_only=True
+        )
+        app.template(title=f"dashapp · capsule {Path(args.capsule).name}").servable()
+        return
     SlicerApp(resolve_root(args.root), query=pn.state.session_args).template().servable()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import html
 import logging
 import os
@@ -14,7 +15,7 @@ from urllib.parse import urlencode
 import panel as pn
 import param
 
-from ..data import warm_up
+from ..data import resolve, warm_up
 from ..state import BrowserState, SliceState, apply_query, to_query
 from .browser import FileBrowser
 from .series import ConvergencePlot
@@ -45,6 +46,18 @@ def _warm_up_once() -> None:
 
     PYRAMIDS.client_provider = _cluster_client
     threading.Thread(target=warm_up, name="dashapp-warm-up", daemon=True).start()
+
+
+_ENV_RECORDED: set[str] = set()
+
+
+def _record_environment_once(record: Any) -> None:
+    """The software environment, once per workspace and server process (in the background)."""
+    key = str(record.workspace)
+    if key in _ENV_RECORDED:
+        return
+    _ENV_RECORDED.add(key)
+    threading.Thread(target=record.environment, name="dashapp-environment", daemon=True).start()
 
 
 def _cluster_client() -> Any:
@@ -84,7 +97,12 @@ class SlicerApp(pn.viewable.Viewer):
     browser_state = param.ClassSelector(class_=BrowserState, doc="The folder and file browsed.")
 
     def __init__(
-        self, root: str | os.PathLike[str], query: Mapping[str, Any] | None = None, **params: Any
+        self,
+        root: str | os.PathLike[str],
+        query: Mapping[str, Any] | None = None,
+        record: Any = None,
+        read_only: bool = False,
+        **params: Any,
     ) -> None:
         root = str(root)
         slice_state = SliceState(root=root)
@@ -147,7 +165,83 @@ class SlicerApp(pn.viewable.Viewer):
         )
         browser_state.param.watch(self._browser_problem, ["error"])
         self._tabs: pn.Tabs | None = None
+        self._setup_provenance(record, read_only)
         _warm_up_once()
+
+    # ------------------------------------------------------------------ provenance
+    def _setup_provenance(self, record: Any, read_only: bool) -> None:
+        """Record what happens in this session (files, views, cluster actions, computations)."""
+        from ..provenance import ViewRecorder, open_record
+
+        self.read_only = read_only
+        self.record = record if record is not None else open_record()
+        self._views = None if read_only else ViewRecorder(self.record, delay=2.0)
+        self._snapshot = pn.widgets.Button(
+            label="📷 Snapshot of this view", sizing_mode="stretch_width",
+            css_classes=["dashapp-snapshot"],
+            description="Save a PNG of the plot and its link to the timeline.",
+        )  # fmt: skip
+        self._snapshot.on_click(self.snapshot)
+        self._snapshot.visible = not read_only
+        self.slicer.add_panel(self._snapshot)
+        if read_only:
+            return
+        _record_environment_once(self.record)
+        self.record.session("start", root=self.slice_state.root)
+        self.slice_state.param.watch(self._record_file, ["file"])
+        if self.slice_state.file:
+            self._record_file()
+        if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
+            pn.state.on_session_destroyed(lambda ctx: self._views.close())
+
+    def _record_file(self, *events: Any) -> None:
+        st = self.slice_state
+        if not st.file:
+            return
+        try:
+            self.record.file_opened(resolve(st.root, st.file), root=st.root)
+        except Exception as exc:  # recording must never break the app
+            log.warning("could not record the file %s: %s", st.file, exc)
+
+    def snapshot(self, event: Any = None) -> Any:
+        """Add a PNG of the current view, with its link, to the timeline."""
+        from .timeline import render_snapshot
+
+        slicer, st = self.slicer, self.slice_state
+        image = slicer.image
+        if image is None or st.info is None:
+            self._say("Nothing to snapshot yet: open a dataset first.", "warning")
+            return None
+        row, col = st.info.axes[int(st.display[0])], st.info.axes[int(st.display[1])]
+        title = f"{st.file} : {st.dataset}  {st.position_label()}"
+        png = render_snapshot(
+            image,
+            slicer._limits(),
+            st.cmap,
+            st.reverse,
+            st.scale,
+            title=title,
+            xlabel=col.label,
+            ylabel=row.label,
+            clabel=st.info.title,
+        )
+        ev = self.record.snapshot(png, to_query(st), st.view(), title=f"Snapshot: {title}")
+        self._say("Snapshot saved to the timeline.", "success")
+        if getattr(self, "timeline", None) is not None:
+            self.record.flush(5)
+            self.timeline.refresh()
+        return ev
+
+    def restore(self, query: Mapping[str, Any]) -> None:
+        """Show a view from the timeline (a deep link's query)."""
+        problems = apply_query(self.slice_state, query)
+        if self.slice_state.file:
+            with contextlib.suppress(Exception):
+                self.browser_state.open(self.slice_state.file)
+        if problems:
+            self._say("Parts of the view could not be restored: " + "; ".join(problems), "warning")
+        if self._tabs is not None:
+            self._tabs.active = 0
 
     @staticmethod
     def _is_demo(root: str) -> bool:
@@ -204,11 +298,17 @@ class SlicerApp(pn.viewable.Viewer):
     def _sync_url(self, *events: param.parameterized.Event) -> None:
         loc = pn.state.location
         if loc is None:
+            if self._views is not None and self.slice_state.dataset:
+                self._views.update(
+                    to_query(self.slice_state), self.slice_state.view(), file=self.slice_state.file
+                )
             return
         query = to_query(self.slice_state)
         search = "?" + urlencode(query, safe="/,") if query else ""
         if loc.search != search:
             loc.search = search
+        if self._views is not None and query.get("dataset"):
+            self._views.update(query, self.slice_state.view(), file=self.slice_state.file)
 
     def __panel__(self) -> pn.viewable.Viewable:
         return pn.Column(self._message, self.slicer, sizing_mode="stretch_both")
@@ -217,8 +317,12 @@ class SlicerApp(pn.viewable.Viewer):
         """The Dask cluster pane and the inversion sweep that runs on it."""
         from .cluster import ClusterPane, SweepPane
 
-        self.cluster = ClusterPane()
-        self.sweep = SweepPane(root=self.slice_state.root, on_output=self._follow_sweep)
+        self.cluster = ClusterPane(record=None if self.read_only else self.record)
+        self.sweep = SweepPane(
+            root=self.slice_state.root,
+            on_output=self._follow_sweep,
+            record=None if self.read_only else self.record,
+        )
         return pn.Column(self.cluster, pn.layout.Divider(), self.sweep, sizing_mode="stretch_width")
 
     def _follow_sweep(self, rel: str) -> None:
@@ -233,9 +337,13 @@ class SlicerApp(pn.viewable.Viewer):
     def template(self, title: str = "dashapp · HDF5 slicer") -> pn.template.BaseTemplate:
         """The app in a page template: browser in the sidebar, slicer in the main area."""
         pn.extension(raw_css=[_CSS])
+        from .timeline import TimelinePane
+
+        self.timeline = TimelinePane(self.record, on_restore=self.restore, read_only=self.read_only)
         self._tabs = pn.Tabs(
             ("Slicer", self.__panel__()),
             ("Dask cluster", self.cluster_tab()),
+            ("Timeline", self.timeline),
             dynamic=False,
             sizing_mode="stretch_both",
         )

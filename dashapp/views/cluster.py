@@ -9,8 +9,11 @@ here, in words.
 
 from __future__ import annotations
 
+import contextlib
 import html
 import json
+import time
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -61,11 +64,19 @@ class ClusterPane(pn.viewable.Viewer):
 
     form = param.ClassSelector(class_=ClusterForm, doc="The cluster form's fields.")
 
-    def __init__(self, form: ClusterForm | None = None, manager: Any = None, **params: Any) -> None:
+    def __init__(
+        self,
+        form: ClusterForm | None = None,
+        manager: Any = None,
+        record: Any = None,
+        **params: Any,
+    ) -> None:
         super().__init__(form=form or ClusterForm(), **params)
         from ..cluster import MANAGER
 
         self.manager = manager or MANAGER
+        self.record = record
+        self._recorded_errors: set[str] = set()
         self._widgets = {name: self._widget(name) for name in self.form.param if name != "name"}
         self._preview = pn.widgets.Button(label="Preview job script", sizing_mode="stretch_width")
         self._start = pn.widgets.Button(
@@ -211,9 +222,17 @@ class ClusterPane(pn.viewable.Viewer):
             if problems:
                 self._say("Nothing was submitted: " + " ".join(problems))
                 return
-            await self.manager.start(spec, replace=True)
+            info = await self.manager.start(spec, replace=True)
+            script = None
+            if self.form.is_batch:
+                with contextlib.suppress(Exception):
+                    script = self.manager.job_script(spec)
+            self._record(
+                "start", spec=spec, job_script=script, scheduler=info.get("scheduler_address")
+            )
         except Exception as exc:
             self._say(str(exc))
+            self._record("start failed", spec=spec, error=str(exc))
         finally:
             self._start.loading = False
             self.update()
@@ -223,8 +242,10 @@ class ClusterPane(pn.viewable.Viewer):
         try:
             if self.form.adaptive:
                 await self.manager.adapt(self.form.minimum, self.form.maximum)
+                self._record("adapt", minimum=self.form.minimum, maximum=self.form.maximum)
             else:
                 await self.manager.scale(self.form.workers)
+                self._record("scale", workers=self.form.workers)
         except Exception as exc:
             self._say(str(exc))
         self.update()
@@ -233,11 +254,22 @@ class ClusterPane(pn.viewable.Viewer):
         self._stop.loading = True
         try:
             await self.manager.stop()
+            self._record("stop")
         except Exception as exc:
             self._say(str(exc))
         finally:
             self._stop.loading = False
             self.update()
+
+    def _record(self, action: str, **data: Any) -> None:
+        if self.record is None:
+            return
+        try:
+            info = self.manager.info()
+            jobs = [j.get("job_id") for j in info.get("jobs") or []]
+            self.record.cluster(action, kind=self.form.kind, jobs=jobs, **data)
+        except Exception:  # recording must never break the pane
+            pass
 
     # ------------------------------------------------------------------ display
     def update(self) -> None:
@@ -278,6 +310,10 @@ class ClusterPane(pn.viewable.Viewer):
         errors = info.get("errors") or []
         if errors:
             self._say(" ".join(errors))
+            for text in errors:  # workers lost, refused jobs: into the record, once each
+                if text not in self._recorded_errors:
+                    self._recorded_errors.add(text)
+                    self._record("problem", text=text)
         events = list(info.get("events") or [])[-15:]
         esc = lambda v: html.escape(str(v))  # noqa: E731
         self._events.object = "<br>".join(
@@ -300,12 +336,15 @@ class SweepPane(pn.viewable.Viewer):
         root: str = ".",
         on_output: Any = None,
         manager: Any = None,
+        record: Any = None,
         **params: Any,
     ) -> None:
         super().__init__(run=run or SweepRun(), **params)
         from ..cluster import MANAGER
 
         self.manager = manager or MANAGER
+        self.record = record
+        self._started = 0.0
         self.root = root
         self._on_output = on_output
         r = self.run
@@ -359,6 +398,7 @@ class SweepPane(pn.viewable.Viewer):
             return
         doc = pn.state.curdoc
         self._doc = doc if doc is not None and doc.session_context is not None else None
+        self._started = time.time()
         out = self.run.start(client, self.root, on_update=self._from_thread)
         self._show()
         if self._on_output and self.run.status == "running":
@@ -379,3 +419,16 @@ class SweepPane(pn.viewable.Viewer):
         running = r.status == "running"
         self._go.disabled = running
         self._cancel.disabled = not running
+        if self.record is not None and self._started and not running and r.status != "idle":
+            started, self._started = self._started, 0.0
+            with contextlib.suppress(Exception):  # recording must never break the pane
+                self.record.computation(
+                    "1-D inversion sweep",
+                    parameters={"ny": r.ny, "nx": r.nx, "kind": r.kind, "preset": r.preset},
+                    inputs=[],
+                    outputs=[str(Path(self.root) / r.out)] if r.out else [],
+                    seconds=round(time.time() - started, 1),
+                    status=r.status,
+                    error=r.message if r.status in ("error", "failed-partially") else None,
+                    root=self.root,
+                )

@@ -1,0 +1,216 @@
+"""The provenance timeline: what happened in this workspace, notes, snapshots, restorable views.
+
+Science Capsule's timeline is the model: events in time order (newest first), filtered by kind
+and by file, notes searchable; a view or a snapshot restores the slicer to that view with one
+click. Snapshots are rendered on the server (matplotlib, from the very image and colours the
+plot shows), so they need no browser and look the same everywhere.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import panel as pn
+import param
+
+from ..data import SliceImage
+from ..provenance import Event, Record
+from .palettes import palette
+
+__all__ = ["TimelinePane", "render_snapshot"]
+
+_KIND_ICONS = {
+    "environment": "🧰", "session": "🔌", "file": "📄", "view": "👁", "cluster": "🖧",
+    "computation": "⚙", "note": "📝", "snapshot": "📷",
+}  # fmt: skip
+
+
+def render_snapshot(
+    image: SliceImage,
+    limits: tuple[float, float],
+    cmap: str,
+    reverse: bool,
+    scale: str,
+    title: str = "",
+    xlabel: str = "",
+    ylabel: str = "",
+    clabel: str = "",
+) -> bytes:
+    """A PNG of a slice as the plot shows it: same values, extent, colours, limits and scale."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.colors import ListedColormap, LogNorm, Normalize
+    from matplotlib.figure import Figure
+
+    colours = ListedColormap(list(palette(cmap, reverse))).with_extremes(bad=(0, 0, 0, 0))
+    lo, hi = limits
+    norm = LogNorm(lo, hi) if scale == "log" and lo > 0 else Normalize(lo, hi)
+    fig = Figure(figsize=(7, 5), dpi=100, layout="constrained")
+    ax = fig.add_subplot()
+    values = np.ma.masked_invalid(image.values)
+    shown = ax.imshow(
+        values,
+        origin="lower",
+        cmap=colours,
+        norm=norm,
+        interpolation="nearest",
+        extent=(image.x[0], image.x[1], image.y[0], image.y[1]),
+        aspect="auto",
+    )
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(shown, ax=ax, label=clabel)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+class TimelinePane(pn.viewable.Viewer):
+    """Events of a :class:`~dashapp.provenance.Record`, filters, a note box, restore buttons."""
+
+    kinds = param.ListSelector(
+        default=[], objects=list(_KIND_ICONS), doc="Show only these kinds of event (none: all)."
+    )
+    file = param.String(default="", doc="Show only events about this file ('' for all).")
+    text = param.String(default="", doc="Show only events whose text contains this.")
+
+    def __init__(
+        self,
+        record: Record,
+        on_restore: Callable[[dict[str, str]], None] | None = None,
+        read_only: bool = False,
+        limit: int = 150,
+        **params: Any,
+    ) -> None:
+        super().__init__(**params)
+        self.record = record
+        self.on_restore = on_restore
+        self.limit = limit
+        self._kinds = pn.widgets.CheckButtonGroup.from_param(
+            self.param.kinds, label="Kinds", variant="outline"
+        )
+        self._file = pn.widgets.Select(
+            name="File", options={"all files": ""}, sizing_mode="stretch_width"
+        )
+        self._text = pn.widgets.TextInput.from_param(
+            self.param.text, label="Search", placeholder="search notes and titles"
+        )
+        self._note = pn.widgets.TextAreaInput(
+            placeholder="Write a note about what you see…",
+            height=80,
+            sizing_mode="stretch_width",
+            css_classes=["dashapp-note-text"],
+        )
+        self._images = pn.widgets.FileInput(accept="image/*", multiple=True)
+        self._add = pn.widgets.Button(
+            label="Add note", color="primary", css_classes=["dashapp-add-note"]
+        )
+        self._list = pn.Column(sizing_mode="stretch_width", css_classes=["dashapp-timeline"])
+        self._count = pn.pane.HTML("", sizing_mode="stretch_width")
+        self._file.param.watch(lambda e: setattr(self, "file", e.new or ""), "value")
+        self._add.on_click(self._on_note)
+        self.param.watch(self.refresh, ["kinds", "file", "text"])
+        self._seen = -1
+        self._poll = None
+        note_box = pn.Column(self._note, pn.Row(self._images, self._add), visible=not read_only)
+        self._layout = pn.Column(
+            "### Timeline",
+            note_box,
+            pn.Row(self._kinds, self._file, self._text, sizing_mode="stretch_width"),
+            self._count,
+            self._list,
+            sizing_mode="stretch_width",
+        )
+        self.refresh()
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        if self._poll is None:
+            try:  # other sessions write to the same record: look for their events
+                self._poll = pn.state.add_periodic_callback(self._maybe_refresh, period=3000)
+            except Exception:
+                self._poll = None
+        return self._layout
+
+    def _maybe_refresh(self) -> None:
+        try:
+            size = self.record.path.stat().st_size
+        except OSError:
+            size = 0
+        if size != self._seen:
+            self.refresh()
+
+    def _on_note(self, event: Any = None) -> None:
+        text = (self._note.value or "").strip()
+        images = []
+        if self._images.value:
+            values = (
+                self._images.value if isinstance(self._images.value, list) else [self._images.value]
+            )
+            images = [v for v in values if v]
+        if not text and not images:
+            return
+        self.record.note(text, images=images)
+        self.record.flush(5)
+        self._note.value = ""
+        self.refresh()
+
+    def refresh(self, *events: Any) -> None:
+        """Read the record and redraw the list (newest first)."""
+        try:
+            self._seen = self.record.path.stat().st_size
+        except OSError:
+            self._seen = 0
+        all_events = self.record.events()
+        files = sorted({e.file for e in all_events if e.file})
+        self._file.options = {"all files": "", **{f: f for f in files}}
+        shown = [
+            e for e in all_events
+            if (not self.kinds or e.kind in self.kinds)
+            and (not self.file or e.file == self.file)
+            and (not self.text or self.text.lower() in _searchable(e))
+        ]  # fmt: skip
+        self._count.object = f"{len(shown)} of {len(all_events)} events"
+        self._list.objects = [self._card(e) for e in reversed(shown[-self.limit :])]
+
+    def _card(self, event: Event) -> pn.viewable.Viewable:
+        icon = _KIND_ICONS.get(event.kind, "•")
+        when = event.time.replace("T", " ")[:19]
+        body = f"<b>{icon} {html.escape(event.title)}</b> <small>{html.escape(when)}</small>"
+        if event.kind == "note" and event.data.get("text"):
+            body += f"<div>{html.escape(event.data['text'])}</div>"
+        if event.file:
+            body += f"<div><small><code>{html.escape(event.file)}</code></small></div>"
+        for rel in event.attachments:
+            if rel.lower().endswith(".png"):
+                try:
+                    data = self.record.attachment_path(rel).read_bytes()
+                except Exception:  # a missing attachment: the card says so
+                    body += f"<div><small>(missing {html.escape(rel)})</small></div>"
+                    continue
+                b64 = base64.b64encode(data).decode()
+                body += (
+                    f'<div><img src="data:image/png;base64,{b64}" style="max-width:320px"></div>'
+                )
+        card = pn.pane.HTML(
+            body,
+            sizing_mode="stretch_width",
+            css_classes=["dashapp-event", f"dashapp-event-{event.kind}"],
+        )
+        if event.kind in ("view", "snapshot") and event.link and self.on_restore:
+            button = pn.widgets.Button(
+                label="Restore this view", width=150, css_classes=["dashapp-restore"]
+            )
+            button.on_click(lambda e, q=event.query: self.on_restore(q))
+            return pn.Row(card, button, sizing_mode="stretch_width")
+        return card
+
+
+def _searchable(event: Event) -> str:
+    return " ".join([event.title, str(event.data.get("text", "")), event.file or ""]).lower()

@@ -1,0 +1,104 @@
+"""Provenance in the app: files, views, snapshots, notes and cluster actions are recorded; the
+timeline restores views."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from PIL import Image
+
+from dashapp.data import SliceRequest, describe, read_slice
+from dashapp.provenance import Record
+from dashapp.views.app import SlicerApp
+from dashapp.views.timeline import render_snapshot
+
+from ..fixtures import write_volume
+
+
+@pytest.fixture
+def app(tmp_path):
+    root = tmp_path / "data"
+    root.mkdir()
+    write_volume(root / "vol.h5")
+    record = Record(tmp_path / "workspace")
+    a = SlicerApp(root, {"file": "vol.h5", "dataset": "/model"}, record=record)
+    a.template()
+    yield a
+    a._views.close()
+    record.close()
+
+
+def test_files_views_snapshots_and_notes_are_recorded(app):
+    record = app.record
+    app.slice_state.param.update(axis=2, index=7, cmap="kbc")
+    app._sync_url()  # what the URL watcher does (no browser here)
+    app._views.close()  # the view the user stayed on: recorded without waiting 2 s
+    event = app.snapshot()
+    assert event.attachments
+    app.timeline._note.value = "the conductive body ends at 7"
+    app.timeline._on_note()
+    record.flush(10)
+    kinds = {e.kind for e in record.events()}
+    assert {"environment", "session", "file", "view", "snapshot", "note"} <= kinds
+    view = record.events(kinds=["view"])[-1]
+    assert (view.query["axis"], view.query["index"], view.query["cmap"]) == ("2", "7", "kbc")
+    png = record.attachment_path(event.attachments[0]).read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_timeline_restores_a_view(app):
+    app.slice_state.param.update(axis=1, index=3, cmap="fire")
+    event = app.snapshot()
+    app.record.flush(10)
+    app.slice_state.param.update(axis=0, index=10, cmap="gray")
+    app.timeline.kinds = ["snapshot"]
+    (row,) = app.timeline._list.objects
+    row.objects[1].clicks += 1  # its "Restore this view" button
+    assert (app.slice_state.axis, app.slice_state.index, app.slice_state.cmap) == (1, 3, "fire")
+    assert event.query["index"] == "3"
+
+
+def test_notes_are_searchable(app):
+    app.record.note("first light on the ore body")
+    app.record.note("regularisation too strong?")
+    app.record.flush(10)
+    app.timeline.text = "ore body"
+    (card,) = app.timeline._list.objects
+    assert "first light" in card.object
+
+
+def test_snapshot_png_shows_the_slice(tmp_path):
+    path = write_volume(tmp_path / "v.h5")
+    image = read_slice(describe(path, "/model"), SliceRequest("/model", (1, 2), (3, 0, 0)))
+    png = render_snapshot(
+        image,
+        (0.0, 5.0),
+        "fire",
+        False,
+        "linear",
+        title="t",
+        xlabel="x (m)",
+        ylabel="y (m)",
+        clabel="S/m",
+    )
+    picture = Image.open(io.BytesIO(png))
+    assert picture.size == (700, 500)
+    assert len(set(picture.convert("RGB").getdata())) > 20  # a picture, not a blank
+
+
+def test_a_capsule_app_is_read_only_and_restores_its_views(tmp_path):
+    root = tmp_path / "data"
+    root.mkdir()
+    write_volume(root / "vol.h5")
+    record = Record(tmp_path / "ws")
+    record.view({"file": "vol.h5", "dataset": "/model", "axis": "2", "index": "5"}, {})
+    record.close()
+    app = SlicerApp(root, record=Record(tmp_path / "ws", read_only=True), read_only=True)
+    app.template()
+    assert not app._snapshot.visible
+    (row,) = [o for o in app.timeline._list.objects if hasattr(o, "objects")]
+    row.objects[1].clicks += 1
+    assert (app.slice_state.file, app.slice_state.axis, app.slice_state.index) == ("vol.h5", 2, 5)
+    assert app.slicer.image is not None  # the restored view is drawn
+    assert app.record.read_only
