@@ -97,7 +97,7 @@ class TimelinePane(pn.viewable.Viewer):
             self.param.kinds, label="Kinds", variant="outline"
         )
         self._file = pn.widgets.Select(
-            name="File", options={"all files": ""}, sizing_mode="stretch_width"
+            label="File", options={"all files": ""}, sizing_mode="stretch_width"
         )
         self._text = pn.widgets.TextInput.from_param(
             self.param.text, label="Search", placeholder="search notes and titles"
