@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import Page, expect
 
-from .test_slicer_browser import TIMEOUT, query, status, wait_for_picture
+from .test_slicer_browser import TIMEOUT, status, wait_for_picture, wait_query
 
 pytestmark = pytest.mark.browser
 
@@ -14,7 +14,7 @@ pytestmark = pytest.mark.browser
 def test_cluster_pane_and_sweep(serve, page: Page):
     server = serve(None)  # the demo workspace
     page.goto(server.url)
-    page.get_by_text("Dask cluster", exact=True).click()
+    page.locator(".bk-tab").filter(has_text="Dask cluster").click()
     start = page.locator(".dashapp-cluster-start button").first
     expect(start).to_be_visible(timeout=TIMEOUT)
     start.click()  # a LocalCluster with the form's defaults (2 workers)
@@ -33,17 +33,16 @@ def test_cluster_pane_and_sweep(serve, page: Page):
     page.locator(".dashapp-sweep-start button").first.click()
     # The slicer takes over and follows the stitched model as stations land.
     expect(page.locator(".dashapp-title").first).to_contain_text("/model", timeout=TIMEOUT)
-    q = query(page)
+    q = wait_query(page, follow="true")  # the URL follows the view (debounced)
     assert q["file"].startswith("sweeps/sweep-dc-")
-    assert q["follow"] == "true"
-    page.get_by_text("Dask cluster", exact=True).click()
+    page.locator(".bk-tab").filter(has_text="Dask cluster").click()
     expect(page.locator(".dashapp-sweep-text").first).to_contain_text(
         "finished: 12 of 12 stations", timeout=180_000
     )
-    page.get_by_text("Slicer", exact=True).click()
+    page.locator(".bk-tab").filter(has_text="Slicer").click()
     wait_for_picture(page)
     assert "read" in status(page)
 
-    page.get_by_text("Dask cluster", exact=True).click()
+    page.locator(".bk-tab").filter(has_text="Dask cluster").click()
     page.locator(".dashapp-cluster-stop button").first.click()
     expect(summary).to_contain_text("Status: none", timeout=90_000)
