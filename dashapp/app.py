@@ -33,7 +33,7 @@ def serve_slicer_page(argv: list[str] | None = None) -> None:
     from .views.app import SlicerApp, resolve_root
 
     args = _parse(sys.argv[1:] if argv is None else argv)
-    pn.extension(notifications=True)
+    pn.extension("tabulator", notifications=True)  # the cluster pane's tables
     if args.capsule:
         from .provenance import open_capsule
 

@@ -336,7 +336,7 @@ class SlicerApp(pn.viewable.Viewer):
 
     def template(self, title: str = "dashapp · HDF5 slicer") -> pn.template.BaseTemplate:
         """The app in a page template: browser in the sidebar, slicer in the main area."""
-        pn.extension(raw_css=[_CSS])
+        pn.extension("tabulator", raw_css=[_CSS])
         from .timeline import TimelinePane
 
         self.timeline = TimelinePane(self.record, on_restore=self.restore, read_only=self.read_only)

@@ -25,4 +25,4 @@ def ensure_notebook_extension() -> None:
     if get_ipython() is None:
         return
     pn.config.inline = True
-    pn.extension()
+    pn.extension("tabulator")  # the cluster pane's tables
