@@ -16,6 +16,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import dask
@@ -48,8 +49,13 @@ JOB_FIELDS = {"job_id", "state", "name", "time_left", "workers", "reason"}
 
 
 def run(coro: Any) -> Any:
-    """Await a manager coroutine from a plain test (the manager runs on its own loop)."""
-    return asyncio.run(coro)
+    """Await a manager coroutine from a plain test (the manager runs on its own loop).
+
+    In a thread of its own: once a browser test ran, pytest-playwright's sync API keeps an
+    event loop marked running on the main thread, and ``asyncio.run`` refuses to start there.
+    """
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
 
 
 def wait_until(check: Callable[[], Any], timeout: float, what: str, manager=None) -> Any:

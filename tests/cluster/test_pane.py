@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 
 import pytest
@@ -11,12 +10,14 @@ from dashapp.cluster import MANAGER
 from dashapp.state.cluster import ClusterForm
 from dashapp.views.cluster import ClusterPane, jobs_frame, workers_frame
 
+from .test_manager import run
+
 
 @pytest.fixture
 def pane():
     p = ClusterPane()
     yield p
-    asyncio.run(MANAGER.stop())
+    run(MANAGER.stop())
 
 
 def test_form_spec_for_each_kind():
@@ -74,7 +75,7 @@ def test_job_script_preview_and_refused_request_are_shown(pane, slurm, tmp_path)
     pane._on_preview()
     assert "#SBATCH" in pane._script.object
     assert "--lifetime" in pane._script.object  # workers retire before the walltime
-    asyncio.run(pane._on_start())
+    run(pane._on_start())
     assert pane._message.visible
     assert "Requested node configuration is not available" in pane._message.object
     assert slurm.queue() == []  # nothing was submitted
@@ -96,14 +97,14 @@ def test_start_scale_and_stop_a_slurm_cluster_from_the_pane(pane, slurm, tmp_pat
     pane.form.prologue = ""
     spec = pane.form.spec()
     spec["options"]["job_name"] = name
-    asyncio.run(MANAGER.start(spec, replace=True))
-    asyncio.run(MANAGER.wait_for_workers(2, timeout=120))
+    run(MANAGER.start(spec, replace=True))
+    run(MANAGER.wait_for_workers(2, timeout=120))
     pane.update()
     assert "running" in pane._summary.object
     assert len(pane._workers.value) == 2
     assert set(pane._jobs.value["state"]) == {"RUNNING"}
     assert MANAGER.client.submit(lambda x: x * 2, 21).result() == 42
-    asyncio.run(pane._on_stop())
+    run(pane._on_stop())
     slurm.wait_empty(60)
     pane.update()
     assert pane._workers.value.empty
