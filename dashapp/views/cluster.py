@@ -22,6 +22,7 @@ import param
 
 from ..state.cluster import ClusterForm
 from ..state.sweep import SweepRun
+from .notebook import ensure_notebook_extension
 
 __all__ = ["ClusterPane", "SweepPane"]
 
@@ -179,6 +180,10 @@ class ClusterPane(pn.viewable.Viewer):
         if isinstance(p, param.Integer):
             return pn.widgets.IntInput.from_param(p, label=label, sizing_mode="stretch_width")
         return pn.widgets.TextInput.from_param(p, label=label, sizing_mode="stretch_width")
+
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        ensure_notebook_extension("tabulator")  # offline-safe, and the tables' JS
+        return super()._repr_mimebundle_(include, exclude)
 
     def __panel__(self) -> pn.viewable.Viewable:
         if self._poll is None:
