@@ -243,6 +243,8 @@ class Slicer(pn.viewable.Viewer):
         )
         self._vmin = pn.widgets.FloatInput.from_param(st.param.vmin, label="min", width=110)
         self._vmax = pn.widgets.FloatInput.from_param(st.param.vmax, label="max", width=110)
+        # manual limits only: a deep link with clim=robust must not show empty min/max boxes
+        self._vmin.visible = self._vmax.visible = st.clim == "manual"
         self._scale = pn.widgets.RadioButtonGroup.from_param(
             st.param.scale, label="Scale", variant="outline", sizing_mode="stretch_width"
         )

@@ -55,10 +55,15 @@ _VIEW_JS = """() => {
     const img = r.data_source.data.image[0];
     let sum = 0, n = 0;
     for (const v of img) { if (Number.isFinite(v)) { sum += v; n += 1; } }
+    // values at a 20 x 20 grid of fractional positions: the same places in any plot size
+    const [h, w] = img.shape, samples = [];
+    for (let i = 0; i < 20; i++)
+      for (let j = 0; j < 20; j++)
+        samples.push(img[Math.floor((i + 0.5) / 20 * h) * w + Math.floor((j + 0.5) / 20 * w)]);
     const m = r.glyph.color_mapper;
     const fig = doc.get_model_by_name('slice-plot');
     const ext = doc.get_model_by_name('slice-extent').data;
-    return {scale: log.visible ? 'log' : 'linear', shape: img.shape, sum, n,
+    return {scale: log.visible ? 'log' : 'linear', shape: img.shape, sum, n, samples,
             palette: m.palette.slice(0, 8), low: m.low, high: m.high,
             x: [fig.x_range.start, fig.x_range.end], y: [fig.y_range.start, fig.y_range.end],
             extent: [ext.x0[0], ext.x1[0], ext.y0[0], ext.y1[0]], fit: ext.fit[0]};
@@ -76,8 +81,15 @@ def same_view(a: dict, b: dict) -> None:
     """Two browsers show the same view: same data, colours and region (fitted to each frame)."""
     for key in ("scale", "palette", "low", "high", "extent", "fit"):
         assert a[key] == b[key], key
-    # Uneven mesh cells are resampled to each plot's pixels, so compare the mean value shown.
-    assert a["sum"] / a["n"] == pytest.approx(b["sum"] / b["n"], rel=0.02)
+    # Each plot resamples the mesh to its own pixels, and two pages' frames can differ by a few
+    # pixels (Bokeh sizes the colour bar by its labels), so compare values at the same places of
+    # the plane: inside the model's cells they are equal; only samples on a cell edge may blend.
+    same = [
+        x == pytest.approx(y, rel=1e-5) or (x != x and y != y)  # NaN: outside the model
+        for x, y in zip(a["samples"], b["samples"], strict=True)
+    ]
+    assert sum(same) >= 0.9 * len(same), (a["shape"], b["shape"], sum(same))
+    assert a["sum"] / a["n"] == pytest.approx(b["sum"] / b["n"], rel=0.05)
     if a["fit"]:  # the whole plane, each fitted to its own frame
         for v in (a, b):
             x0, x1, y0, y1 = v["extent"]

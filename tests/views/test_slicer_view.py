@@ -87,6 +87,14 @@ def test_colour_settings_touch_only_the_mapper(vol):
     assert _image(slicer) is data_before  # no re-read for colour changes
 
 
+@pytest.mark.parametrize("clim", ["auto", "robust", "global", "manual"])
+def test_min_max_boxes_only_for_manual_limits(vol, clim):
+    slicer = Slicer(vol, dataset="/model", clim=clim)  # e.g. opened from a deep link
+    assert slicer._vmin.visible is slicer._vmax.visible is (clim == "manual")
+    slicer.clim = "manual" if clim != "manual" else "auto"
+    assert slicer._vmin.visible is (clim != "manual")
+
+
 def test_four_dims_show_a_slider_per_other_dim(vol):
     slicer = Slicer(vol, dataset="/history")
     assert slicer._others.visible
