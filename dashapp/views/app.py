@@ -347,6 +347,9 @@ class SlicerApp(pn.viewable.Viewer):
             dynamic=False,
             sizing_mode="stretch_both",
         )
+        # The timeline redraws only while its tab is shown (it catches up when opened).
+        self.timeline.show(self._tabs.active == 2)
+        self._tabs.param.watch(lambda e: self.timeline.show(e.new == 2), "active")
         tmpl = pn.template.BootstrapTemplate(
             title=title,
             sidebar=[self._launch, self.browser],

@@ -119,6 +119,12 @@ class TimelinePane(pn.viewable.Viewer):
         self.param.watch(self.refresh, ["kinds", "file", "text"])
         self._seen = -1
         self._poll = None
+        #: Cards by event id: a refresh sends the browser only the new events' cards.
+        self._cards: dict[str, pn.viewable.Viewable] = {}
+        #: While False (e.g. another tab is shown), refreshes wait until it is shown again:
+        #: rebuilding the list on every recorded view would cost the slider its frame rate.
+        self.shown = True
+        self._stale = False
         note_box = pn.Column(self._note, pn.Row(self._images, self._add), visible=not read_only)
         self._layout = pn.Column(
             "### Timeline",
@@ -161,8 +167,18 @@ class TimelinePane(pn.viewable.Viewer):
         self._note.value = ""
         self.refresh()
 
+    def show(self, shown: bool) -> None:
+        """Tell the pane whether it is on screen; it catches up when it comes back."""
+        self.shown = shown
+        if shown and self._stale:
+            self.refresh()
+
     def refresh(self, *events: Any) -> None:
         """Read the record and redraw the list (newest first)."""
+        if not self.shown:
+            self._stale = True
+            return
+        self._stale = False
         try:
             self._seen = self.record.path.stat().st_size
         except OSError:
@@ -177,7 +193,12 @@ class TimelinePane(pn.viewable.Viewer):
             and (not self.text or self.text.lower() in _searchable(e))
         ]  # fmt: skip
         self._count.object = f"{len(shown)} of {len(all_events)} events"
-        self._list.objects = [self._card(e) for e in reversed(shown[-self.limit :])]
+        wanted = list(reversed(shown[-self.limit :]))
+        cards = {e.id: self._cards.get(e.id) or self._card(e) for e in wanted}
+        self._cards = cards
+        objects = [cards[e.id] for e in wanted]
+        if objects != list(self._list.objects):
+            self._list.objects = objects
 
     def _card(self, event: Event) -> pn.viewable.Viewable:
         icon = _KIND_ICONS.get(event.kind, "•")

@@ -24,6 +24,7 @@ def app(tmp_path):
     record = Record(tmp_path / "workspace")
     a = SlicerApp(root, {"file": "vol.h5", "dataset": "/model"}, record=record)
     a.template()
+    a._tabs.active = 2  # the timeline redraws only while its tab is shown
     yield a
     a._views.close()
     record.close()
@@ -103,3 +104,20 @@ def test_a_capsule_app_is_read_only_and_restores_its_views(tmp_path):
     assert (app.slice_state.file, app.slice_state.axis, app.slice_state.index) == ("vol.h5", 2, 5)
     assert app.slicer.image is not None  # the restored view is drawn
     assert app.record.read_only
+
+
+def test_the_timeline_waits_while_hidden_and_keeps_its_cards(app):
+    """Hidden, it does not redraw (the slider keeps its frame rate); shown, it catches up,
+    and cards already drawn are reused, not rebuilt."""
+    tl = app.timeline
+    before = list(tl._list.objects)
+    app._tabs.active = 0
+    app.record.note("written while the slicer was shown")
+    app.record.flush(5)
+    tl.refresh()
+    assert list(tl._list.objects) == before
+    app._tabs.active = 2
+    objects = list(tl._list.objects)
+    assert len(objects) == len(before) + 1
+    assert "written while the slicer was shown" in objects[0].object
+    assert all(any(o is b for o in objects) for b in before)
