@@ -271,7 +271,7 @@ def read_slice(
     if s > 1:
         notes.append(f"region of {nr:,} × {nc:,} cells read every {s}th cell (preview resolution)")
     if use_pyramid:
-        index = request.indices[normal] // k if info.ndim == 3 else 0
+        index = request.indices[normal] if info.ndim == 3 else 0  # levels keep every slice
         if row_dim < col_dim:
             raw = pyramid.read(level, normal, index, lr, lc)
         else:

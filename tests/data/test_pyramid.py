@@ -32,14 +32,28 @@ def _small_blocks(monkeypatch, tmp_path):
     monkeypatch.setenv("DASHAPP_CACHE", str(tmp_path / "cache"))
 
 
-def reference_level(data: np.ndarray, level: int) -> np.ndarray:
-    """Level ``level`` computed on the whole array with numpy (NaN-padded 2x means)."""
+def reference_level(data: np.ndarray, level: int, axis: int | None = None) -> np.ndarray:
+    """Level ``level`` computed on the whole array with numpy (NaN-padded 2x means).
+
+    For slices along ``axis`` of a volume only the slice plane is reduced: the result keeps
+    every slice along ``axis``. Without ``axis`` all dims are reduced (a 2-D image).
+    """
     out = data.astype(np.float32)
+    dims = [d for d in range(out.ndim) if d != axis]
     for _ in range(level):
-        out = np.pad(out, [(0, n % 2) for n in out.shape], constant_values=np.nan)
-        shape = [v for n in out.shape for v in (n // 2, 2)]
+        out = np.pad(
+            out, [(0, n % 2 if d in dims else 0) for d, n in enumerate(out.shape)],
+            constant_values=np.nan,
+        )  # fmt: skip
+        shape, axes = [], []
+        for d, n in enumerate(out.shape):
+            if d in dims:
+                shape += [n // 2, 2]
+                axes.append(len(shape) - 1)
+            else:
+                shape.append(n)
         with np.errstate(invalid="ignore"), _nowarn():
-            out = np.nanmean(out.reshape(shape), axis=(1, 3, 5)[: out.ndim]).astype(np.float32)
+            out = np.nanmean(out.reshape(shape), axis=tuple(axes)).astype(np.float32)
     return out
 
 
@@ -74,10 +88,11 @@ def test_levels_equal_numpy_on_the_full_array(tmp_path, layout):
     assert progress[-1] == 1.0
     assert pyramid.shapes == [(70, 54, 90), (35, 27, 45), (18, 14, 23), (9, 7, 12), (5, 4, 6)]
     for level in range(1, pyramid.levels):
-        ref = reference_level(data, level)
         for axis in range(3):
+            ref = reference_level(data, level, axis)
+            assert ref.shape[axis] == data.shape[axis]  # every slice kept
             others = [d for d in range(3) if d != axis]
-            for index in (0, ref.shape[axis] // 2, ref.shape[axis] - 1):
+            for index in (0, 1, ref.shape[axis] // 2, ref.shape[axis] - 1):
                 n_rows, n_cols = ref.shape[others[0]], ref.shape[others[1]]
                 got = pyramid.read(level, axis, index, (0, n_rows), (0, n_cols))
                 np.testing.assert_allclose(got, np.take(ref, index, axis=axis), rtol=1e-6)
@@ -115,6 +130,15 @@ def test_slices_read_through_the_pyramid_match_the_level(tmp_path):
     # same picture, within the difference between a mean of means and a mean of cells
     assert np.nanmax(np.abs(image.values - direct.values)) < 0.05
     assert image.x == direct.x == (0.0, 640.0)
+    # the next slice is that slice, not the same average of two slices
+    req41 = SliceRequest("/v", (1, 2), (41, 0, 0), plot_size=(20, 20))
+    image41 = read_slice(info, req41, pyramid=pyramid)
+    assert image41.level == 1
+    np.testing.assert_allclose(
+        pyramid.read(1, 0, 41, (0, 32), (0, 32)), reference_level(data, 1, axis=0)[41], rtol=1e-6
+    )
+    assert np.nanmax(np.abs(image41.values - read_slice(info, req41).values)) < 0.05
+    assert not np.allclose(image41.values, image.values)
     # max/min/first need every cell: full resolution
     assert (
         read_slice(
@@ -195,6 +219,6 @@ def test_build_on_a_dask_cluster(tmp_path):
         pyramid = build_pyramid(info, client=client)
         ran_on = client.run(lambda: os.getpid())
     assert set(ran_on.values()).isdisjoint({os.getpid()})
-    ref = reference_level(data, 2)
+    ref = reference_level(data, 2, axis=1)
     got = pyramid.read(2, 1, 5, (0, ref.shape[0]), (0, ref.shape[2]))
     np.testing.assert_allclose(got, ref[:, 5, :], rtol=1e-6)
