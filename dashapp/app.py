@@ -35,13 +35,21 @@ def serve_slicer_page(argv: list[str] | None = None) -> None:
     args = _parse(sys.argv[1:] if argv is None else argv)
     pn.extension("tabulator", notifications=True)  # the cluster pane's tables
     if args.capsule:
-        from .provenance import open_capsule
+        from .provenance import CapsuleError, open_capsule
 
-        capsule = open_capsule(args.capsule)
-        root = args.root or capsule.root or capsule.manifest.get("root")
-        app = SlicerApp(
-            resolve_root(root), query=pn.state.session_args, record=capsule.record, read_only=True
-        )
+        try:
+            capsule = open_capsule(args.capsule)
+            root = args.root or capsule.root or capsule.manifest.get("root")
+            root = resolve_root(root)
+        except (CapsuleError, SystemExit) as exc:  # a page that says why, not a dead session
+            pn.Column(
+                "# dashapp · capsule",
+                pn.pane.Alert(
+                    f"{exc} (Serve it with --root FOLDER for its data.)", alert_type="danger"
+                ),
+            ).servable()
+            return
+        app = SlicerApp(root, query=pn.state.session_args, record=capsule.record, read_only=True)
         app.template(title=f"dashapp · capsule {Path(args.capsule).name}").servable()
         return
     SlicerApp(resolve_root(args.root), query=pn.state.session_args).template().servable()

@@ -28,6 +28,7 @@ import os
 import shutil
 import socket
 import tempfile
+import threading
 import zipfile
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
@@ -400,6 +401,13 @@ def _safe_extract(zf: zipfile.ZipFile, dest: Path, where: Path) -> None:
     zf.extractall(dest)
 
 
+#: Serialises extraction into the shared cache folder (every browser session of a server
+#: serving a capsule opens it).
+_EXTRACT_LOCK = threading.Lock()
+#: Written last into a cache folder: its extraction is complete and can be reused.
+_EXTRACTED = ".extracted"
+
+
 def open_capsule(
     path: str | os.PathLike[str], extract_to: str | os.PathLike[str] | None = None
 ) -> Capsule:
@@ -452,21 +460,29 @@ def open_capsule(
                     folder = capsule_cache() / f"{stem}-{digest}"
                 else:
                     folder = Path(extract_to)
-                if folder.exists() and extract_to is None:
-                    shutil.rmtree(folder)  # our own cache folder: start clean
-                folder.mkdir(parents=True, exist_ok=True)
-                staging = Path(tempfile.mkdtemp(prefix=".extract-", dir=folder))
-                try:
-                    _safe_extract(zf, staging, source)
-                    for item in staging.iterdir():
-                        dest = folder / item.name
-                        if dest.is_dir() and not dest.is_symlink():
-                            shutil.rmtree(dest)
-                        elif dest.exists() or dest.is_symlink():
-                            dest.unlink()
-                        os.replace(item, dest)
-                finally:
-                    shutil.rmtree(staging, ignore_errors=True)
+                with _EXTRACT_LOCK:
+                    # The cache folder's name carries the zip's size and mtime: a complete
+                    # extraction is this capsule's, and is reused (another session may be
+                    # reading its files right now), never extracted over.
+                    reuse = extract_to is None and (folder / _EXTRACTED).is_file()
+                    if not reuse:
+                        if folder.exists() and extract_to is None:
+                            shutil.rmtree(folder)  # our own, incomplete cache folder
+                        folder.mkdir(parents=True, exist_ok=True)
+                        staging = Path(tempfile.mkdtemp(prefix=".extract-", dir=folder))
+                        try:
+                            _safe_extract(zf, staging, source)
+                            for item in staging.iterdir():
+                                dest = folder / item.name
+                                if dest.is_dir() and not dest.is_symlink():
+                                    shutil.rmtree(dest)
+                                elif dest.exists() or dest.is_symlink():
+                                    dest.unlink()
+                                os.replace(item, dest)
+                        finally:
+                            shutil.rmtree(staging, ignore_errors=True)
+                        if extract_to is None:
+                            (folder / _EXTRACTED).write_text(str(source))
         except zipfile.BadZipFile as exc:
             raise CapsuleError(f"{source}: the capsule is damaged ({exc}).") from None
     if not (folder / RECORD_NAME).is_file():

@@ -204,9 +204,19 @@ def test_capsule_default_extraction_folder(workspace, tmp_path, monkeypatch):
     capsule = open_capsule(path)
     assert capsule.folder.parent == tmp_path / "cache" / "capsules"
     assert capsule.folder.name.startswith("x-")
-    again = open_capsule(path)  # opening twice gives the same folder, rewritten
+    # Opening it again (a second browser session of a server serving it) reuses the
+    # extraction: files the first session holds are not deleted under it.
+    held = capsule.folder / "held-by-session-1"
+    held.write_text("x")
+    inode = (capsule.folder / "record.jsonl").stat().st_ino
+    again = open_capsule(path)
     assert again.folder == capsule.folder
     assert again.events() == capsule.events()
+    assert held.exists() and (capsule.folder / "record.jsonl").stat().st_ino == inode
+    # an incomplete extraction (interrupted) is redone
+    (capsule.folder / ".extracted").unlink()
+    third = open_capsule(path)
+    assert not held.exists() and third.events() == capsule.events()
     # an extracted capsule folder opens as it is
     assert open_capsule(capsule.folder).events() == capsule.events()
 
