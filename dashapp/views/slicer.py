@@ -582,8 +582,13 @@ class Slicer(pn.viewable.Viewer):
         )
 
     def _deliver(self, *args: Any) -> None:
+        # A new slice of the same plane reaches the browser as one message: data, colour limits
+        # and status, applied and painted together. (A new plane goes unheld: the browser fits
+        # its ranges to the new extent as the changes arrive.)
+        doc = _session_doc() if args[3] is not None and args[3] == self._plane else None
         try:
-            self._show(*args)
+            with pn.io.hold(doc) if doc is not None else contextlib.nullcontext():
+                self._show(*args)
         except Exception:
             log.exception("drawing a slice failed")
             raise

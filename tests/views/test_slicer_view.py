@@ -81,6 +81,9 @@ def test_colour_settings_touch_only_the_mapper(vol):
     assert slicer.plot.colorbar.color_mapper is log
     assert not slicer.plot.renderers["linear"].visible
     assert slicer.plot.figure.right == [slicer.plot.colorbars["log"]]
+    # the hidden glyph's source is empty: the browser does not colour-map the image twice
+    assert slicer.plot.renderers["log"].data_source.data["image"][0] is data_before
+    assert slicer.plot.renderers["linear"].data_source.data["image"][0].size <= 1
     assert log.low > 0
     slicer.state.apply_view(vmin=0.5, vmax=1.5)
     assert (log.low, log.high) == (0.5, 1.5)
