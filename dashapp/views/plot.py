@@ -124,9 +124,10 @@ class SlicePlot:
     scale toggles their visibility (swapping ``color_mapper`` on a live image glyph is not
     reliably redrawn by BokehJS) and moves the image to the visible one's source. The hidden
     glyph's source stays empty: BokehJS colour-maps every glyph of a changed source, visible or
-    not, and mapping a 512 x 512 image costs ~10-20 ms in a browser without a GPU. Each mapper has its own colour bar and only the one in use
-    is in the plot's layout (a hidden colour bar still takes space, and a colour bar whose
-    mapper is swapped keeps its old palette and tick spacing).
+    not, and mapping a 512 x 512 image costs ~10-20 ms in a browser without a GPU. Each mapper
+    has its own colour bar and only the one in use is in the plot's layout (a hidden colour bar
+    still takes space, and a colour bar whose mapper is swapped keeps its old palette and tick
+    spacing).
     """
 
     figure: object

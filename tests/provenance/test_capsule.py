@@ -212,11 +212,13 @@ def test_capsule_default_extraction_folder(workspace, tmp_path, monkeypatch):
     again = open_capsule(path)
     assert again.folder == capsule.folder
     assert again.events() == capsule.events()
-    assert held.exists() and (capsule.folder / "record.jsonl").stat().st_ino == inode
+    assert held.exists()
+    assert (capsule.folder / "record.jsonl").stat().st_ino == inode
     # an incomplete extraction (interrupted) is redone
     (capsule.folder / ".extracted").unlink()
     third = open_capsule(path)
-    assert not held.exists() and third.events() == capsule.events()
+    assert not held.exists()
+    assert third.events() == capsule.events()
     # an extracted capsule folder opens as it is
     assert open_capsule(capsule.folder).events() == capsule.events()
 
