@@ -1,7 +1,7 @@
 """The ``dashapp`` command line.
 
-dashapp serve [--root DIR] [panel serve options...]   serve the slicer
-dashapp demo inversion OUT.h5 [...]                    run the SimPEG demo producer
+dashapp serve [--root DIR] [--capsule C] [panel serve options...]
+                                                       serve the slicer (a capsule: read-only)
 dashapp capsule export [--workspace W] [--pack-inputs] [--root DIR] OUT
                                                        pack the provenance record into a capsule
 dashapp capsule open CAPSULE [--to DIR] [--serve]      extract a capsule, print its timeline
@@ -24,8 +24,13 @@ def _serve(args: argparse.Namespace, rest: list[str]) -> int:
     cmd = [sys.executable, "-m", "panel", "serve", str(SLICER_SCRIPT), *rest]
     if "--index" not in rest:  # the slicer at / rather than /slicer_app
         cmd[5:5] = ["--index", "slicer_app"]
+    script_args = []
     if args.root:
-        cmd += ["--args", "--root", args.root]
+        script_args += ["--root", args.root]
+    if args.capsule:
+        script_args += ["--capsule", args.capsule]
+    if script_args:
+        cmd += ["--args", *script_args]
     os.execvp(cmd[0], cmd)
     return 0  # pragma: no cover - execvp does not return
 
@@ -86,7 +91,9 @@ def _capsule(args: argparse.Namespace) -> int:
                 "root folder is not on this machine: the views cannot be restored here."
             )
             return 0
-        print("To restore its views, serve the data and open a view's link:")
+        print("To see its timeline and restore its views (read-only):")
+        print(f"  dashapp serve --capsule {_quote(str(args.capsule))}")
+        print("or serve its data and open a view's link:")
         print(f"  dashapp serve --root {_quote(str(root))}")
         for event, _query in capsule.views()[-5:]:
             print(f"  http://localhost:5006/slicer_app?{event.link}   ({event.title})")
@@ -149,6 +156,9 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="serve the slicer (extra options go to panel serve)")
     serve.add_argument("--root", help="folder to browse (default: $DASHAPP_ROOT or the demo)")
+    serve.add_argument(
+        "--capsule", help="serve a capsule read-only: its timeline, views and packed inputs"
+    )
     _add_provenance_commands(sub)
     args, rest = parser.parse_known_args(argv)
     if args.command == "serve":

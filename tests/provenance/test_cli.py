@@ -119,3 +119,5 @@ def test_serve_still_builds_its_command(monkeypatch, tmp_path):
     assert cmd[5:7] == ["--index", "slicer_app"]
     assert "--port" in cmd
     assert cmd[-3:] == ["--args", "--root", str(tmp_path)]
+    cli.main(["serve", "--capsule", "run.capsule.zip"])
+    assert seen["cmd"][-3:] == ["--args", "--capsule", "run.capsule.zip"]
