@@ -161,6 +161,7 @@ class SlicerApp(pn.viewable.Viewer):
                 "part",
                 "x_range",
                 "y_range",
+                "follow",
             ],
         )
         browser_state.param.watch(self._browser_problem, ["error"])
