@@ -407,7 +407,14 @@ class SweepPane(pn.viewable.Viewer):
         out = self.run.start(client, self.root, on_update=self._from_thread)
         self._show()
         if self._on_output and self.run.status == "running":
-            self._on_output(out)
+            if self._doc is not None:
+                # Panel runs this click handler without the document lock; what the output
+                # callback changes (the slicer, the convergence plot's Bokeh source) needs it.
+                self._doc.add_next_tick_callback(
+                    pn.state._handle_exception_wrapper(lambda: self._on_output(out), self._doc)
+                )
+            else:
+                self._on_output(out)
 
     def _from_thread(self) -> None:
         doc = self._doc
