@@ -52,17 +52,12 @@ __all__ = [
     "percentile",
 ]
 
-CHROMIUM = os.environ.get("DASHAPP_CHROMIUM", "/usr/bin/chromium")
-#: Without the networking flags Chromium keeps trying to reach the (closed) network.
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
+# Debian's Chromium with the flags the browser tests use (off the closed network), from one place.
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+from tests.conftest import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
+
 VIEWPORT = {"width": 1400, "height": 900}
 
 
