@@ -368,8 +368,7 @@ def _coarser_levels(
     """Levels ``first+1 .. nlevels`` along ``axis`` from level ``first``, a band of slices at a
     time (level ``first`` of a big volume does not fit in memory: 4096^3 -> 4 GB per axis)."""
     src = np.load(targets[(first, axis)], mmap_mode="r")
-    # oriented arrays: the normal axis first, the plane after it (2-D: the plane is everything)
-    dims = (1, 2) if ndim == 3 else (0, 1)
+    dims = plane_dims(ndim, 0)  # the stored arrays are oriented: the normal axis comes first
     band = 64 if ndim == 3 else src.shape[0]  # 2-D levels are small: all at once
     for start in range(0, src.shape[0], max(1, band)):
         arr = np.asarray(src[start : start + band])
