@@ -401,6 +401,23 @@ def _safe_extract(zf: zipfile.ZipFile, dest: Path, where: Path) -> None:
     zf.extractall(dest)
 
 
+def _extract_into(zf: zipfile.ZipFile, folder: Path, source: Path) -> None:
+    """Extract safely into a staging folder, then move each member over what ``folder`` has."""
+    folder.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".extract-", dir=folder))
+    try:
+        _safe_extract(zf, staging, source)
+        for item in staging.iterdir():
+            dest = folder / item.name
+            if dest.is_dir() and not dest.is_symlink():
+                shutil.rmtree(dest)
+            elif dest.exists() or dest.is_symlink():
+                dest.unlink()
+            os.replace(item, dest)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 #: Serialises extraction into the shared cache folder (every browser session of a server
 #: serving a capsule opens it).
 _EXTRACT_LOCK = threading.Lock()
@@ -464,25 +481,13 @@ def open_capsule(
                     # The cache folder's name carries the zip's size and mtime: a complete
                     # extraction is this capsule's, and is reused (another session may be
                     # reading its files right now), never extracted over.
-                    reuse = extract_to is None and (folder / _EXTRACTED).is_file()
-                    if not reuse:
-                        if folder.exists() and extract_to is None:
+                    if extract_to is not None:
+                        _extract_into(zf, folder, source)
+                    elif not (folder / _EXTRACTED).is_file():
+                        if folder.exists():
                             shutil.rmtree(folder)  # our own, incomplete cache folder
-                        folder.mkdir(parents=True, exist_ok=True)
-                        staging = Path(tempfile.mkdtemp(prefix=".extract-", dir=folder))
-                        try:
-                            _safe_extract(zf, staging, source)
-                            for item in staging.iterdir():
-                                dest = folder / item.name
-                                if dest.is_dir() and not dest.is_symlink():
-                                    shutil.rmtree(dest)
-                                elif dest.exists() or dest.is_symlink():
-                                    dest.unlink()
-                                os.replace(item, dest)
-                        finally:
-                            shutil.rmtree(staging, ignore_errors=True)
-                        if extract_to is None:
-                            (folder / _EXTRACTED).write_text(str(source))
+                        _extract_into(zf, folder, source)
+                        (folder / _EXTRACTED).write_text(str(source))
         except zipfile.BadZipFile as exc:
             raise CapsuleError(f"{source}: the capsule is damaged ({exc}).") from None
     if not (folder / RECORD_NAME).is_file():
