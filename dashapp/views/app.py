@@ -37,6 +37,11 @@ table.dashapp-attrs td { border-top: 1px solid #ddd; padding: 1px 4px; vertical-
 _warmed = threading.Event()
 
 
+def _scrolling(content: Any) -> pn.viewable.Viewable:
+    """``content`` in a box that fills its tab and scrolls, whatever the content's height."""
+    return pn.Column(content, scroll=True, sizing_mode="stretch_both", min_height=0)
+
+
 def _warm_up_once() -> None:
     """Compile datashader's kernels in the background so the first zoom is not slow."""
     if _warmed.is_set():
@@ -341,10 +346,13 @@ class SlicerApp(pn.viewable.Viewer):
         from .timeline import TimelinePane
 
         self.timeline = TimelinePane(self.record, on_restore=self.restore, read_only=self.read_only)
+        # The tabs share one box, as tall as the tallest tab's content: the cluster form and
+        # a long timeline scroll inside their tab instead of stretching the slice plot (the
+        # plot was once 5,600 px tall behind a long timeline).
         self._tabs = pn.Tabs(
             ("Slicer", self.__panel__()),
-            ("Dask cluster", self.cluster_tab()),
-            ("Timeline", self.timeline),
+            ("Dask cluster", _scrolling(self.cluster_tab())),
+            ("Timeline", _scrolling(self.timeline)),
             dynamic=False,
             sizing_mode="stretch_both",
         )
