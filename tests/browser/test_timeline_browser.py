@@ -40,3 +40,29 @@ def test_timeline_records_and_restores(serve, page: Page, tmp_path):
     page.locator(".dashapp-restore button").first.click()
     wait_query(page, axis="2", index="30", dataset="/true_model")
     wait_for_picture(page)
+
+
+def test_a_long_timeline_scrolls_in_its_tab_and_leaves_the_plot_on_screen(
+    serve, page: Page, tmp_path
+):
+    # A workspace that has been used for a while: the timeline is far taller than the screen.
+    from dashapp.provenance import Record
+
+    workspace = tmp_path / "workspace"
+    record = Record(workspace)
+    for i in range(80):
+        record.note(f"note {i}: looked at the fault again")
+    record.close()
+    server = serve(None, env={"DASHAPP_WORKSPACE": str(workspace)})
+    page.goto(server.url + "?file=inversion/model.h5&dataset=/true_model&axis=2&index=30")
+    wait_for_picture(page)
+    viewport = page.viewport_size["height"]
+    plot = page.locator(".dashapp-plot").first.bounding_box()
+    # The tabs share one box: before, the slicer's plot stretched to the timeline's height.
+    assert plot["height"] < viewport, plot
+    page.locator(".bk-tab").filter(has_text="Timeline").click()
+    timeline = page.locator(".dashapp-timeline").first
+    expect(timeline).to_contain_text("note 79", timeout=TIMEOUT)
+    assert timeline.bounding_box()["height"] > viewport  # tall, and scrolled inside its tab
+    page.locator(".bk-tab").filter(has_text="Slicer").click()
+    assert page.locator(".dashapp-plot").first.bounding_box()["height"] < viewport
