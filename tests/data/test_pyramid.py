@@ -222,3 +222,26 @@ def test_build_on_a_dask_cluster(tmp_path):
     ref = reference_level(data, 2, axis=1)
     got = pyramid.read(2, 1, 5, (0, ref.shape[0]), (0, ref.shape[2]))
     np.testing.assert_allclose(got, ref[:, 5, :], rtol=1e-6)
+
+
+def test_a_build_holds_a_few_blocks_in_memory_not_all_of_them(tmp_path):
+    """Finished blocks are written and dropped as the build goes: memory does not grow with
+    the volume (a build that kept every block's levels until the end was killed for it on a
+    2048 x 2048 x 1920 volume)."""
+    import tracemalloc
+
+    data = np.random.default_rng(0).random((256, 128, 128), dtype=np.float32)
+    path = tmp_path / "v.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("v", data=data, chunks=(32, 32, 32), compression="gzip")
+    info = describe(path, "/v")
+    del data
+    # every block's levels, for the three slice directions: about the volume's size again
+    all_levels = 3 * sum(256 * 128 * 128 * 4 / 4**k for k in range(1, pyr.LEVELS_PER_BLOCK + 1))
+    tracemalloc.start()
+    try:
+        build_pyramid(info, workers=2)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < all_levels / 4, (peak, all_levels)
