@@ -12,6 +12,7 @@ import param
 
 from ..data import DashappError, Entry, Node
 from ..state import BrowserState
+from .session import on_session
 
 __all__ = ["FileBrowser", "entry_items", "tree_items"]
 
@@ -214,9 +215,7 @@ class FileBrowser(pn.viewable.Viewer):
     def _changed(self, paths: set) -> None:
         doc = self._doc
         if doc is not None:
-            doc.add_next_tick_callback(
-                pn.state._handle_exception_wrapper(lambda: self._on_disk_change(paths), doc)
-            )
+            on_session(doc, lambda: self._on_disk_change(paths))
 
     def _on_disk_change(self, paths: set) -> None:
         from ..data import resolve

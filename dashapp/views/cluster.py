@@ -23,6 +23,7 @@ import param
 from ..state.cluster import ClusterForm
 from ..state.sweep import SweepRun
 from .notebook import ensure_notebook_extension
+from .session import on_session
 
 __all__ = ["ClusterPane", "SweepPane"]
 
@@ -419,7 +420,7 @@ class SweepPane(pn.viewable.Viewer):
     def _from_thread(self) -> None:
         doc = self._doc
         if doc is not None:
-            doc.add_next_tick_callback(pn.state._handle_exception_wrapper(self._show, doc))
+            on_session(doc, self._show)
 
     def _show(self, *events: Any) -> None:
         r = self.run

@@ -1,0 +1,32 @@
+"""Handing work from background threads back to a browser session's document."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import panel as pn
+
+__all__ = ["on_session"]
+
+log = logging.getLogger(__name__)
+
+
+def on_session(doc: Any, fn: Callable[[], Any], delay: float = 0.0) -> bool:
+    """Run ``fn`` on ``doc``'s event loop with its lock held (after ``delay`` seconds).
+
+    Returns False, and drops ``fn``, if the session has ended: a read or a file change that
+    finishes after its browser tab closed is nothing to show (Bokeh raises AttributeError on
+    a destroyed document, which once filled the server log with tracebacks).
+    """
+    wrapped = pn.state._handle_exception_wrapper(fn, doc)
+    try:
+        if delay:
+            doc.add_timeout_callback(wrapped, int(delay * 1000))
+        else:
+            doc.add_next_tick_callback(wrapped)
+    except (AttributeError, RuntimeError, ValueError) as exc:
+        log.debug("session gone, dropped %r: %s", fn, exc)
+        return False
+    return True
