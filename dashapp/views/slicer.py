@@ -40,9 +40,9 @@ from .plot import (
     SlicePlot,
     covered_pixels,
     equal_aspect_ranges,
-    image_data,
     wants_equal_aspect,
 )
+from .session import on_session
 
 __all__ = ["Slicer"]
 
@@ -378,7 +378,7 @@ class Slicer(pn.viewable.Viewer):
             for w in (self._axis, self._index, self._dims, self._part, self._others):
                 w.visible = False
             if st.error:
-                self._plot.source.data = image_data(_blank())
+                self._plot.clear()
                 self._image = None
             return
         self._watch_pyramid()
@@ -577,9 +577,7 @@ class Slicer(pn.viewable.Viewer):
             log.error("slice read job failed", exc_info=error)
             return
         image, exc, plane, doc = result
-        doc.add_next_tick_callback(
-            pn.state._handle_exception_wrapper(partial(self._deliver, seq, image, exc, plane), doc)
-        )
+        on_session(doc, partial(self._deliver, seq, image, exc, plane))
 
     def _deliver(self, *args: Any) -> None:
         # A new slice of the same plane reaches the browser as one message: data, colour limits
@@ -615,7 +613,7 @@ class Slicer(pn.viewable.Viewer):
         if self._alert.visible and not self.state.error:
             self._alert.visible = False
         self._image = image
-        self._plot.source.data = image_data(image)
+        self._plot.draw(image)  # sent, normalised to the colour limits, by _apply_colour
         if plane != self._plane:
             new_dataset = self._plane is None or plane[:3] != self._plane[:3]
             self._plane = plane
@@ -733,11 +731,7 @@ class Slicer(pn.viewable.Viewer):
     def _call_soon(self, fn, delay: float = 0.0) -> None:
         doc = self._live_doc
         if doc is not None:
-            wrapped = pn.state._handle_exception_wrapper(fn, doc)
-            if delay:
-                doc.add_timeout_callback(wrapped, int(delay * 1000))
-            else:
-                doc.add_next_tick_callback(wrapped)
+            on_session(doc, fn, delay)
             return
         loop = self._loop
         if loop is not None and loop.is_running():
@@ -887,7 +881,7 @@ class Slicer(pn.viewable.Viewer):
             except Exception as exc:
                 log.warning("range estimate failed: %s", exc)
                 return
-            doc.add_next_tick_callback(pn.state._handle_exception_wrapper(partial(done, rng), doc))
+            on_session(doc, partial(done, rng))
 
         EXECUTOR.submit(job)
 
@@ -932,9 +926,3 @@ def _esc(text: str) -> str:
     import html
 
     return html.escape(str(text))
-
-
-def _blank() -> SliceImage:
-    from .plot import _empty
-
-    return _empty()

@@ -48,22 +48,23 @@ def url(page: Page) -> str:
 
 _VIEW_JS = """() => {
   for (const doc of window.Bokeh.documents) {
-    const lin = doc.get_model_by_name('slice-image-linear');
-    if (!lin) continue;
-    const log = doc.get_model_by_name('slice-image-log');
-    const r = log.visible ? log : lin;
-    const img = r.data_source.data.image[0];
+    const r = doc.get_model_by_name('slice-image');
+    if (!r) continue;
+    // the image holds values normalised to the colour limits: turn them back into data values
+    const d = r.data_source.data, t = d.image[0], lo = d.lo[0], hi = d.hi[0], log = d.log[0];
+    const a = log ? Math.log10(lo) : lo, b = log ? Math.log10(hi) : hi;
+    const value = (u) => log ? Math.pow(10, a + u * (b - a)) : a + u * (b - a);
     let sum = 0, n = 0;
-    for (const v of img) { if (Number.isFinite(v)) { sum += v; n += 1; } }
+    for (const u of t) { const v = value(u); if (Number.isFinite(v)) { sum += v; n += 1; } }
     // values at a 20 x 20 grid of fractional positions: the same places in any plot size
-    const [h, w] = img.shape, samples = [];
+    const [h, w] = t.shape, samples = [];
     for (let i = 0; i < 20; i++)
       for (let j = 0; j < 20; j++)
-        samples.push(img[Math.floor((i + 0.5) / 20 * h) * w + Math.floor((j + 0.5) / 20 * w)]);
-    const m = r.glyph.color_mapper;
+        samples.push(value(t[Math.floor((i + 0.5) / 20 * h) * w + Math.floor((j + 0.5) / 20 * w)]));
+    const m = doc.get_model_by_name(log ? 'slice-bar-log' : 'slice-bar-linear');
     const fig = doc.get_model_by_name('slice-plot');
     const ext = doc.get_model_by_name('slice-extent').data;
-    return {scale: log.visible ? 'log' : 'linear', shape: img.shape, sum, n, samples,
+    return {scale: log ? 'log' : 'linear', shape: t.shape, sum, n, samples,
             palette: m.palette.slice(0, 8), low: m.low, high: m.high,
             x: [fig.x_range.start, fig.x_range.end], y: [fig.y_range.start, fig.y_range.end],
             extent: [ext.x0[0], ext.x1[0], ext.y0[0], ext.y1[0]], fit: ext.fit[0]};
