@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
+import numpy as np
 import pytest
 from playwright.sync_api import Page, expect
 
@@ -70,6 +71,30 @@ _VIEW_JS = """() => {
             extent: [ext.x0[0], ext.x1[0], ext.y0[0], ext.y1[0]], fit: ext.fit[0]};
   }
   return null;
+}"""
+
+
+def hover_text(page: Page, timeout: float = 10) -> str:
+    """The text of the plot's hover tooltip (it lives in Bokeh's shadow DOM)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = page.evaluate(_TOOLTIP_JS)
+        if text:
+            return text
+        time.sleep(0.2)
+    raise AssertionError("no hover tooltip appeared")
+
+
+_TOOLTIP_JS = """() => {
+  const found = [];
+  const walk = (root) => {
+    for (const el of root.querySelectorAll('*')) {
+      if (el.classList && el.classList.contains('bk-tooltip-content')) found.push(el.innerText);
+      if (el.shadowRoot) walk(el.shadowRoot);
+    }
+  };
+  walk(document);
+  return found.filter((t) => t && t.includes(':')).join('\\n');
 }"""
 
 
@@ -193,6 +218,27 @@ def test_deep_link_with_zoom_other_dims_and_manual_limits(serve, page: Page):
     assert (q["d0"], q["cmap"], q["scale"]) == ("5", "bgy_r", "log")
     # the iteration slider shows the linked iteration
     expect(page.locator(".dashapp-dim-0 .bk-input").first).to_have_value("5")
+    # The hover reads data values (the browser holds them normalised to the colour limits).
+    box = page.locator(".dashapp-plot").first.bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.45, box["y"] + box["height"] * 0.55)
+    readout = hover_text(page)
+    pairs = (line.split(":", 1) for line in readout.splitlines() if ":" in line)
+    fields = {k.strip(): v.strip() for k, v in pairs}
+    x, y = float(fields["x (m)"]), float(fields["y (m)"])
+    value = float(fields["recovered conductivity (S/m)"])
+    # the model's value in the cell under the mouse (or a neighbour: a screen pixel can
+    # straddle a cell edge), read from the file
+    from dashapp.data import describe, open_file
+    from dashapp.demo.workspace import default_demo_dir
+
+    path = default_demo_dir() / "inversion" / "model.h5"
+    info = describe(path, "/model_history")
+    with open_file(path) as f:
+        plane = f["model_history"][5, 30]  # iteration index 5, z index 30: (y, x)
+    i = np.searchsorted(np.sort(info.axes[2].edges()), y) - 1
+    j = np.searchsorted(np.sort(info.axes[3].edges()), x) - 1
+    near = plane[max(i - 1, 0) : i + 2, max(j - 1, 0) : j + 2]
+    assert np.isclose(near, value, rtol=1e-3).any(), (readout, near)
 
 
 def test_bad_files_get_messages_and_other_sessions_carry_on(serve, page: Page, context, corpus):
