@@ -65,6 +65,7 @@ class ConvergencePlot(pn.viewable.Viewer):
             title="Convergence",
             name="convergence-plot",
             css_classes=["dashapp-convergence"],
+            visible=False,
         )
         for (label, source), colour in zip(
             self._sources.items(), ("#1f5d8c", "#c0392b"), strict=True
@@ -96,7 +97,9 @@ class ConvergencePlot(pn.viewable.Viewer):
             values = series.get(label, np.array([]))
             values = np.where(values > 0, values, np.nan)
             source.data = {"iteration": list(range(1, len(values) + 1)), "value": values.tolist()}
-        self._pane.visible = any(len(v) for v in series.values())
+        shown = any(len(v) for v in series.values())
+        # Panel places a figure in a layout directly, without the pane's ``visible``: set both.
+        self._pane.visible = self.figure.visible = shown
 
     @property
     def points(self) -> int:
