@@ -19,6 +19,7 @@ callers fall back to h5py.
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import zlib
@@ -197,6 +198,11 @@ class DirectReader:
             CHUNK_CACHE.put(key, arr)
         return arr
 
+    def _fits(self, nchunks: int) -> bool:
+        """Whether ``nchunks`` decoded chunks fit in half of :data:`CHUNK_CACHE`."""
+        chunk_bytes = math.prod(self.chunks) * self.dtype.itemsize
+        return nchunks * chunk_bytes <= CHUNK_CACHE.max_bytes // 2
+
     def _chunk_offsets(self, sel: Sequence[int | slice]) -> list[tuple[int, ...]]:
         ranges = []
         for s, n, c in zip(sel, self.shape, self.chunks, strict=True):
@@ -225,7 +231,12 @@ class DirectReader:
         out_shape = [len(range(s.start, s.stop, s.step)) for s in norm if isinstance(s, slice)]
         out = np.empty(out_shape, dtype=self.dtype)
         todo: list[tuple[int, ...]] = []
-        for offset in self._chunk_offsets(sel):
+        offsets = self._chunk_offsets(sel)
+        # A read whose chunks do not fit in half the cache is not stored: the next slice needs
+        # the same chunks again, and an LRU cycling through more than it holds never hits (a
+        # 2048^2 slice of 64^3 chunks is 1 GB of decoded chunks); it would only hold memory.
+        keep = cache and self._fits(len(offsets))
+        for offset in offsets:
             block = CHUNK_CACHE.get(self._chunk_key(offset)) if cache else None
             if block is None:
                 todo.append(offset)
@@ -243,7 +254,7 @@ class DirectReader:
             for fut in done:
                 offset = pending.pop(fut)
                 block = fut.result()
-                if cache:
+                if keep:
                     CHUNK_CACHE.put(self._chunk_key(offset), block)
                 self._place(out, block, offset, norm)
         return out
@@ -292,8 +303,11 @@ class DirectReader:
         """
         if self.chunks is None:
             return 0
+        offsets = self._chunk_offsets(sel)
+        if not self._fits(len(offsets)):  # could not stay cached until it is read
+            return 0
         queued = 0
-        for offset in self._chunk_offsets(sel):
+        for offset in offsets:
             key = self._chunk_key(offset)
             if key in CHUNK_CACHE or key in self._prefetching:
                 continue

@@ -376,3 +376,31 @@ def test_scrubbing_with_prefetch_then_exiting_does_not_crash(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     assert "done" in out.stdout
     assert "ref-counted" not in out.stderr
+
+
+def test_slices_too_big_for_the_chunk_cache_do_not_churn_it(tmp_path, monkeypatch):
+    """A slice whose chunks fill more than half the cache is read without storing them (the
+    next slice needs them all again: an LRU cycling through more than it holds never hits) and
+    is not prefetched; a slice that fits is cached and read again from the cache."""
+    from dashapp.data.chunks import CHUNK_CACHE, direct_reader
+
+    monkeypatch.setattr(CHUNK_CACHE, "max_bytes", 1 * 2**20)
+    CHUNK_CACHE.clear()
+    path = tmp_path / "v.h5"
+    data = np.random.default_rng(0).random((64, 256, 256), dtype="f4")
+    with h5py.File(path, "w") as f:
+        f.create_dataset("v", data=data, chunks=(16, 32, 32), compression="gzip")
+    with h5py.File(path, "r", locking=False) as f:
+        reader = direct_reader(path, f["v"])
+    # one slice along axis 0 crosses 8 x 8 chunks of 64 KiB: 4 MiB, more than the cache
+    np.testing.assert_array_equal(reader.read((5, slice(None), slice(None))), data[5])
+    assert len(CHUNK_CACHE) == 0
+    assert reader.prefetch((21, slice(None), slice(None))) == 0
+    # a zoomed-in region, 2 x 2 chunks (256 KiB), is kept
+    region = (5, slice(0, 64), slice(0, 64))
+    np.testing.assert_array_equal(reader.read(region), data[region])
+    assert len(CHUNK_CACHE) == 4
+    hits = CHUNK_CACHE.hits
+    np.testing.assert_array_equal(reader.read((6, slice(0, 64), slice(0, 64))), data[6, :64, :64])
+    assert CHUNK_CACHE.hits == hits + 4
+    assert reader.prefetch((21, slice(0, 64), slice(0, 64))) == 4
