@@ -8,6 +8,7 @@ import logging
 import os
 import threading
 from collections.abc import Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -19,6 +20,7 @@ from ..data import resolve, warm_up
 from ..state import BrowserState, SliceState, apply_query, to_query
 from .browser import FileBrowser
 from .series import ConvergencePlot
+from .session import on_session
 from .slicer import Slicer
 
 __all__ = ["SlicerApp", "resolve_root"]
@@ -301,6 +303,11 @@ class SlicerApp(pn.viewable.Viewer):
         else:
             self._message.visible = False
 
+    #: Seconds the address bar waits for the view to rest: a drag sends the browser image
+    #: frames, not a location change (and its echo back) per step.
+    URL_DELAY = 0.25
+    _url_pending = False
+
     def _sync_url(self, *events: param.parameterized.Event) -> None:
         loc = pn.state.location
         if loc is None:
@@ -310,11 +317,22 @@ class SlicerApp(pn.viewable.Viewer):
                 )
             return
         query = to_query(self.slice_state)
+        doc = pn.state.curdoc
+        if doc is not None and doc.session_context is not None and self.URL_DELAY:
+            if not self._url_pending:
+                self._url_pending = on_session(doc, partial(self._write_url, loc), self.URL_DELAY)
+        else:
+            self._write_url(loc)
+        if self._views is not None and query.get("dataset"):
+            self._views.update(query, self.slice_state.view(), file=self.slice_state.file)
+
+    def _write_url(self, loc: Any) -> None:
+        """Put the current view in the address bar (the link that reopens it)."""
+        self._url_pending = False
+        query = to_query(self.slice_state)
         search = "?" + urlencode(query, safe="/,") if query else ""
         if loc.search != search:
             loc.search = search
-        if self._views is not None and query.get("dataset"):
-            self._views.update(query, self.slice_state.view(), file=self.slice_state.file)
 
     def __panel__(self) -> pn.viewable.Viewable:
         return pn.Column(self._message, self.slicer, sizing_mode="stretch_both")
