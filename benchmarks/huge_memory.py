@@ -146,6 +146,13 @@ def main(argv: list[str] | None = None) -> int:
         "--cache", type=Path, default=OUT / "dashapp-cache", help="DASHAPP_CACHE of the server"
     )
     p.add_argument("--reuse-pyramid", action="store_true", help="keep an existing pyramid")
+    p.add_argument(
+        "--layout",
+        default="huge",
+        choices=["huge", "gzip", "chunked", "contiguous"],
+        help="the volume (default huge; the 1024^3 ones make a 2-minute build, same per-block "
+        "memory)",
+    )
     p.add_argument("--rounds-built", type=int, default=2, help="rounds over the axes once built")
     p.add_argument(
         "--no-pyramid",
@@ -155,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = p.parse_args(argv)
 
-    volume = ensure_volume(volume_spec("huge", 1024, args.volumes))
+    volume = ensure_volume(volume_spec(args.layout, 1024, args.volumes))
     existing = pyramid_ready(args.cache, volume.path)
     if existing is not None and not (args.reuse_pyramid or args.no_pyramid):
         shutil.rmtree(existing)
