@@ -411,9 +411,7 @@ class SweepPane(pn.viewable.Viewer):
             if self._doc is not None:
                 # Panel runs this click handler without the document lock; what the output
                 # callback changes (the slicer, the convergence plot's Bokeh source) needs it.
-                self._doc.add_next_tick_callback(
-                    pn.state._handle_exception_wrapper(lambda: self._on_output(out), self._doc)
-                )
+                on_session(self._doc, lambda: self._on_output(out))
             else:
                 self._on_output(out)
 

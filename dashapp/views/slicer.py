@@ -120,7 +120,6 @@ class Slicer(pn.viewable.Viewer):
         self._runner = LatestOnly(self._frame_done)
         self._frame = DEFAULT_FRAME
         self._shown = 0
-        self._image: SliceImage | None = None
         self._plane: tuple | None = None
         self._syncing_ranges = False
         self._global: dict[tuple, ValueRange] = {}
@@ -200,7 +199,7 @@ class Slicer(pn.viewable.Viewer):
     @property
     def image(self) -> SliceImage | None:
         """The image currently shown (values, extent, statistics)."""
-        return self._image
+        return self._plot.image
 
     @property
     def plot(self) -> SlicePlot:
@@ -379,7 +378,6 @@ class Slicer(pn.viewable.Viewer):
                 w.visible = False
             if st.error:
                 self._plot.clear()
-                self._image = None
             return
         self._watch_pyramid()
         shape = " × ".join(str(n) for n in info.shape)
@@ -509,7 +507,7 @@ class Slicer(pn.viewable.Viewer):
     def _on_clim_mode(self, *events: param.parameterized.Event) -> None:
         manual = self.state.clim == "manual"
         self._vmin.visible = self._vmax.visible = manual
-        if manual and (self.state.vmin is None or self.state.vmax is None) and self._image:
+        if manual and (self.state.vmin is None or self.state.vmax is None) and self.image:
             lo, hi = self._limits()
             self.state.param.update(vmin=float(f"{lo:.6g}"), vmax=float(f"{hi:.6g}"))
         if self.state.clim == "global":
@@ -606,13 +604,12 @@ class Slicer(pn.viewable.Viewer):
             if not isinstance(error, DashappError):
                 log.error("slice read failed", exc_info=error)
             self._alert.object = _esc(message) + (
-                "<br><i>The last good picture is still shown.</i>" if self._image else ""
+                "<br><i>The last good picture is still shown.</i>" if self.image else ""
             )
             self._alert.visible = True
             return
         if self._alert.visible and not self.state.error:
             self._alert.visible = False
-        self._image = image
         self._plot.draw(image)  # sent, normalised to the colour limits, by _apply_colour
         if plane != self._plane:
             new_dataset = self._plane is None or plane[:3] != self._plane[:3]
@@ -840,7 +837,7 @@ class Slicer(pn.viewable.Viewer):
 
     def _limits(self) -> tuple[float, float]:
         st = self.state
-        image = self._image
+        image = self.image
         stats = image.stats if image is not None else None
         if stats is None:
             return (0.0, 1.0)
@@ -848,7 +845,7 @@ class Slicer(pn.viewable.Viewer):
         return resolve_limits(st.clim, st.scale, stats, rng, st.vmin, st.vmax)
 
     def _apply_colour(self) -> None:
-        if self._image is None:
+        if self.image is None:
             return
         st = self.state
         self._plot.set_colour(st.cmap, st.reverse, st.scale, self._limits())
@@ -887,7 +884,7 @@ class Slicer(pn.viewable.Viewer):
 
     # ------------------------------------------------------------------ status
     def _update_status(self) -> None:
-        st, image = self.state, self._image
+        st, image = self.state, self.image
         if image is None or st.info is None:
             self._status.object = ""
             return
