@@ -43,6 +43,7 @@ from .plot import (
     wants_equal_aspect,
 )
 from .session import on_session
+from .widgets import ScrubSlider
 
 __all__ = ["Slicer"]
 
@@ -124,7 +125,7 @@ class Slicer(pn.viewable.Viewer):
         self._syncing_ranges = False
         self._global: dict[tuple, ValueRange] = {}
         self._syncing_widgets = False
-        self._other_sliders: dict[int, pn.widgets.EditableIntSlider] = {}
+        self._other_sliders: dict[int, ScrubSlider] = {}
         self._watch_id: int | None = None
         self._live_doc = None
         self._loop = None
@@ -220,7 +221,7 @@ class Slicer(pn.viewable.Viewer):
             variant="outline",
             sizing_mode="stretch_width",
         )
-        self._index = pn.widgets.EditableIntSlider(
+        self._index = ScrubSlider(
             label="Slice", start=0, end=1, value=0, sizing_mode="stretch_width", fixed_start=0
         )
         self._others = pn.Column(sizing_mode="stretch_width", margin=0)
@@ -439,7 +440,7 @@ class Slicer(pn.viewable.Viewer):
             value = min(int(st.indices.get(dim, 0)), size - 1)
             slider = self._other_sliders.get(dim)
             if slider is None:
-                slider = pn.widgets.EditableIntSlider(
+                slider = ScrubSlider(
                     label=st.info.axes[dim].name,
                     start=0,
                     end=size - 1,
