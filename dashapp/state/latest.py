@@ -14,8 +14,13 @@ from typing import Any
 
 __all__ = ["EXECUTOR", "LatestOnly"]
 
-#: Shared worker threads for slice reads of every session in this process.
-EXECUTOR = ThreadPoolExecutor(max_workers=4, thread_name_prefix="dashapp-read")
+#: Shared worker threads for slice reads of every session in this process. Each session runs at
+#: most one read at a time (:class:`LatestOnly`), so the pool needs a thread per session that
+#: is reading, or one session's slow read (a huge slice, a stalled filesystem) queues the quick
+#: reads of others behind it; threads are started only when needed. CPU work is shared out
+#: below: chunk decoding has its own pool (``data.chunks.DECODE_POOL``), a few chunks per
+#: read in flight at a time.
+EXECUTOR = ThreadPoolExecutor(max_workers=64, thread_name_prefix="dashapp-read")
 
 
 class LatestOnly:

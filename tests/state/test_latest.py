@@ -55,3 +55,21 @@ def test_slow_reads_of_one_view_do_not_queue_behind_each_other():
         time.sleep(0.005)
     runner.wait(5)
     assert len(starts) <= 4  # ~0.1 s of requests while each read takes 0.05 s
+
+
+def test_sessions_stuck_in_slow_reads_do_not_hold_up_another_sessions_read():
+    """Every session's reads share one pool: ten sessions each waiting on a slow read (a huge
+    slice, a stalled filesystem) must leave room for an eleventh session's quick one."""
+    release = threading.Event()
+    stuck = [LatestOnly(lambda *a: None) for _ in range(10)]
+    for runner in stuck:
+        runner.submit(release.wait, 30)
+    quick_done = threading.Event()
+    quick = LatestOnly(lambda seq, result, error: quick_done.set())
+    try:
+        quick.submit(lambda: 1)
+        assert quick_done.wait(10), "the quick read waited behind other sessions' slow reads"
+    finally:
+        release.set()
+        for runner in stuck:
+            runner.wait(10)
