@@ -404,3 +404,66 @@ def test_slices_too_big_for_the_chunk_cache_do_not_churn_it(tmp_path, monkeypatc
     np.testing.assert_array_equal(reader.read((6, slice(0, 64), slice(0, 64))), data[6, :64, :64])
     assert CHUNK_CACHE.hits == hits + 4
     assert reader.prefetch((21, slice(0, 64), slice(0, 64))) == 4
+
+
+def _two_layers(path):
+    """A gzip volume of two 16-slice chunk layers, 256 chunks (64 MiB decoded) each."""
+    data = np.random.default_rng(3).random((32, 1024, 1024), dtype="f4")
+    with h5py.File(path, "w") as f:
+        f.create_dataset(
+            "v", data=data, chunks=(16, 64, 64), compression="gzip", compression_opts=1
+        )
+    return data
+
+
+def test_a_read_asked_for_after_a_prefetch_does_not_wait_for_the_whole_layer(tmp_path):
+    """A prefetch of a layer (256 chunk decodes) must not sit ahead of a later read, of this
+    dataset or another: the read's chunks are decoded while most of the prefetch still waits."""
+    from dashapp.data.chunks import CHUNK_CACHE, PREFETCHER, direct_reader
+
+    CHUNK_CACHE.clear()
+    _two_layers(tmp_path / "big.h5")
+    other = np.random.default_rng(4).random((16, 256, 256), dtype="f4")
+    with h5py.File(tmp_path / "other.h5", "w") as f:
+        f.create_dataset("v", data=other, chunks=(16, 64, 64), compression="gzip")
+    with h5py.File(tmp_path / "big.h5", "r", locking=False) as f:
+        big = direct_reader(tmp_path / "big.h5", f["v"])
+    with h5py.File(tmp_path / "other.h5", "r", locking=False) as f:
+        small = direct_reader(tmp_path / "other.h5", f["v"])
+    try:
+        assert big.prefetch((0, slice(None), slice(None))) == 256
+        np.testing.assert_array_equal(small.read((3, slice(None), slice(None))), other[3])
+        still = len(big._prefetching)
+        assert still > 128, f"the read waited until {256 - still} of 256 prefetches were done"
+    finally:
+        deadline = time.monotonic() + 60
+        while PREFETCHER.pending() and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+
+def test_a_newer_prefetch_of_a_dataset_replaces_its_older_waiting_one(tmp_path):
+    """A user who jumped on does not need the old layer: its waiting decodes are dropped."""
+    from dashapp.data.chunks import CHUNK_CACHE, PREFETCHER, direct_reader
+
+    CHUNK_CACHE.clear()
+    data = _two_layers(tmp_path / "big.h5")
+    with h5py.File(tmp_path / "big.h5", "r", locking=False) as f:
+        reader = direct_reader(tmp_path / "big.h5", f["v"])
+    reader.prefetch((0, slice(None), slice(None)))
+    reader.prefetch((16, slice(None), slice(None)))
+    deadline = time.monotonic() + 60
+    while PREFETCHER.pending() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not reader._prefetching
+    layers = [
+        sum(
+            reader._chunk_key((z, y, x)) in CHUNK_CACHE
+            for y in range(0, 1024, 64)
+            for x in range(0, 1024, 64)
+        )
+        for z in (0, 16)
+    ]
+    assert layers[1] == 256
+    assert layers[0] <= 8, f"{layers[0]} chunks of the replaced layer were still decoded"
+    # what was prefetched is what the file holds
+    np.testing.assert_array_equal(reader.read((20, slice(None), slice(None))), data[20])
