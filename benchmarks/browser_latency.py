@@ -572,9 +572,28 @@ class LatencyProbe:
         data) but the pixels stayed the same for ``unchanged_ms`` after its last message; or
         after ``timeout_s`` (timed out).
         """
+        self.arm()
+        self.page.keyboard.press(key)
+        return self.collect(number, timeout_s, settle_ms, unchanged_ms, min_data_bytes)
+
+    def arm(self) -> None:
+        """Start watching for the next key press (the first half of :meth:`press`)."""
         self.bytes = self.messages = 0
         self.page.evaluate("() => window.__bench.probe.arm()")
-        self.page.keyboard.press(key)
+
+    def collect(
+        self,
+        number: int,
+        timeout_s: float = 20,
+        settle_ms: float = 300,
+        unchanged_ms: float = 3000,
+        min_data_bytes: int = 16_384,
+    ) -> PressSample:
+        """Wait for the armed press to end and time it (the second half of :meth:`press`).
+
+        Several pages may be armed and pressed first, then collected one after another: each
+        page times its own press in its own clock, so the order of collection does not matter.
+        """
         r = self.page.evaluate(
             "([t, s, u, d]) => window.__bench.probe.result(t, s, u, d)",
             [timeout_s * 1000, settle_ms, unchanged_ms, min_data_bytes],

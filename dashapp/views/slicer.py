@@ -222,7 +222,13 @@ class Slicer(pn.viewable.Viewer):
             sizing_mode="stretch_width",
         )
         self._index = ScrubSlider(
-            label="Slice", start=0, end=1, value=0, sizing_mode="stretch_width", fixed_start=0
+            label="Slice",
+            start=0,
+            end=1,
+            value=0,
+            sizing_mode="stretch_width",
+            fixed_start=0,
+            css_classes=["dashapp-index"],
         )
         self._others = pn.Column(sizing_mode="stretch_width", margin=0)
         self._dims = pn.widgets.Select(
