@@ -377,7 +377,12 @@ class SlicerApp(pn.viewable.Viewer):
         # The timeline redraws only while its tab is shown (it catches up when opened).
         self.timeline.show(self._tabs.active == 2)
         self._tabs.param.watch(lambda e: self.timeline.show(e.new == 2), "active")
+        # No header busy indicator: Panel keeps every session's indicator in one process-wide
+        # list and flips all of them on any session's callback, so with ten users each key
+        # press re-rendered ten pages twice (and the idle sessions' periodic refreshes kept
+        # every page busy). Slow work here runs in threads with its own status and progress.
         tmpl = pn.template.BootstrapTemplate(
+            busy_indicator=None,
             title=title,
             sidebar=[self._launch, self.browser],
             main=[self._tabs],

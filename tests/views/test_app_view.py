@@ -58,3 +58,15 @@ def test_browser_items(root):
     labels = {i["label"]: i for i in tree}
     assert labels["model"]["icon"] == "image"
     assert "20 × 30 × 40, float32" in labels["model"]["secondary"]
+
+
+def test_the_page_has_no_busy_indicator_shared_with_every_other_session(tmp_path):
+    """Panel flips every registered busy indicator (all sessions' pages) on any session's
+    callback; the app's template registers none."""
+    from panel.io.state import state
+
+    before = list(state._indicators)
+    app = SlicerApp(root=tmp_path)
+    tmpl = app.template()
+    assert tmpl.busy_indicator is None
+    assert list(state._indicators) == before
