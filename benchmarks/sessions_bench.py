@@ -4,7 +4,8 @@ Issue 3, requirement 5: ten sessions scrubbing different datasets on one server 
 interactive, and one slow read does not stall the others. One ``panel serve apps/slicer.py``
 serves every session; one Chromium opens a page (its own browser context) per session, each
 on its own volume (``--size``³ float32, gzip / chunked 64³ / contiguous in turn, each from its
-own seed), with the pyramids built beforehand (the steady state after a first visit). The
+own seed), with the pyramids built beforehand (the steady state after a first visit; on the
+~490-pixel plot a 512² slice is still read at full resolution, from the file). The
 same in-page probe as ``slicer_bench.py`` (:mod:`browser_latency`) times key press → changed
 pixels in each page. Three phases:
 
