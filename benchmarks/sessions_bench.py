@@ -46,14 +46,21 @@ if str(HERE) not in sys.path:
 
 from browser_latency import (  # noqa: E402
     VIEWPORT,
+    AppRun,
     LatencyProbe,
     PanelServer,
     PressSample,
     launch_chromium,
     median,
-    percentile,
 )
-from slicer_bench import OUT, describe_machine, ensure_pyramid, log, machine  # noqa: E402
+from slicer_bench import (  # noqa: E402
+    OUT,
+    describe_machine,
+    ensure_pyramid,
+    log,
+    machine,
+    start_index,
+)
 from volumes import (  # noqa: E402
     CHUNK,
     DATASET,
@@ -120,16 +127,17 @@ class Session:
 
 
 def summarize(samples: list[PressSample]) -> dict[str, Any]:
+    """:meth:`AppRun.summary` of the presses, under this report's names, plus the slowest."""
+    summary = AppRun(app="", url="", presses=samples).summary()
     lat = [s.latency_ms for s in samples if s.latency_ms is not None]
-    data = [s.ws_data_ms for s in samples if s.ws_data_ms is not None]
     return {
-        "presses": len(samples),
-        "median_ms": median(lat),
-        "p95_ms": percentile(lat, 95),
+        "presses": summary["presses"],
+        "median_ms": summary["browser_median_ms"],
+        "p95_ms": summary["browser_p95_ms"],
         "max_ms": max(lat) if lat else None,
-        "data_median_ms": median(data),
-        "timeouts": sum(s.timed_out for s in samples),
-        "unchanged": sum(s.unchanged for s in samples),
+        "data_median_ms": summary["data_median_ms"],
+        "timeouts": summary["timeouts"],
+        "unchanged": summary["unchanged"],
     }
 
 
@@ -191,7 +199,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     def url(server: PanelServer, volume: Volume, extra: str = "") -> str:
         rel = volume.path.relative_to(cache).as_posix()
-        start = volume.shape[0] // 3
+        # room for every phase's presses and the warm-up one
+        start = start_index(volume.shape[0], 3 * args.presses + 1)
         return (
             f"{server.base}/slicer?file={rel}&dataset={DATASET}&axis=0&index={start}"
             f"&cmap=fire&scale=linear{extra}"

@@ -416,10 +416,19 @@ def _two_layers(path):
     return data
 
 
+def _prefetches_done(timeout: float = 60) -> None:
+    """Wait until every queued prefetch decode has run."""
+    from dashapp.data.chunks import PREFETCHER
+
+    deadline = time.monotonic() + timeout
+    while PREFETCHER.pending() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 def test_a_read_asked_for_after_a_prefetch_does_not_wait_for_the_whole_layer(tmp_path):
     """A prefetch of a layer (256 chunk decodes) must not sit ahead of a later read, of this
     dataset or another: the read's chunks are decoded while most of the prefetch still waits."""
-    from dashapp.data.chunks import CHUNK_CACHE, PREFETCHER, direct_reader
+    from dashapp.data.chunks import CHUNK_CACHE, direct_reader
 
     CHUNK_CACHE.clear()
     _two_layers(tmp_path / "big.h5")
@@ -436,14 +445,12 @@ def test_a_read_asked_for_after_a_prefetch_does_not_wait_for_the_whole_layer(tmp
         still = len(big._prefetching)
         assert still > 128, f"the read waited until {256 - still} of 256 prefetches were done"
     finally:
-        deadline = time.monotonic() + 60
-        while PREFETCHER.pending() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        _prefetches_done()
 
 
 def test_a_newer_prefetch_of_a_dataset_replaces_its_older_waiting_one(tmp_path):
     """A user who jumped on does not need the old layer: its waiting decodes are dropped."""
-    from dashapp.data.chunks import CHUNK_CACHE, PREFETCHER, direct_reader
+    from dashapp.data.chunks import CHUNK_CACHE, direct_reader
 
     CHUNK_CACHE.clear()
     data = _two_layers(tmp_path / "big.h5")
@@ -451,9 +458,7 @@ def test_a_newer_prefetch_of_a_dataset_replaces_its_older_waiting_one(tmp_path):
         reader = direct_reader(tmp_path / "big.h5", f["v"])
     reader.prefetch((0, slice(None), slice(None)))
     reader.prefetch((16, slice(None), slice(None)))
-    deadline = time.monotonic() + 60
-    while PREFETCHER.pending() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    _prefetches_done()
     assert not reader._prefetching
     layers = [
         sum(
