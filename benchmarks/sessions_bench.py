@@ -35,6 +35,7 @@ import os
 import random
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -53,6 +54,7 @@ from browser_latency import (  # noqa: E402
     launch_chromium,
     median,
 )
+from protocol_client import ClientLoop, ProtocolSession  # noqa: E402
 from slicer_bench import (  # noqa: E402
     OUT,
     describe_machine,
@@ -72,7 +74,9 @@ from volumes import (  # noqa: E402
 
 REPO = HERE.parent
 LAYOUT_CYCLE = ("gzip", "chunked", "contiguous")
-PHASES = ("alone", "together", "slow neighbour")
+PHASES = ("alone", "together", "slow neighbour", "scrubbing")
+#: The plot's inner (height, width) at VIEWPORT, if no page is open to report it.
+DEFAULT_FRAME = (757, 491)
 
 
 def session_volumes(n: int, size: int, cache: Path) -> list[Volume]:
@@ -154,9 +158,11 @@ def press_waves(
     waves: int,
     timeout_s: float,
     before_wave: Any = None,
+    clients: list[Client] = (),
 ) -> list[float]:
     """Every session presses → at (nearly) the same moment, ``waves`` times; returns the
-    spread (ms) between the first and the last key press of each wave."""
+    spread (ms) between the first and the last key press of each wave. Protocol clients
+    step their sliders in the same moment (first, since that costs microseconds)."""
     spreads = []
     for w in range(waves):
         for s in sessions:
@@ -166,12 +172,91 @@ def press_waves(
         for s in sessions:
             s.probe.arm()
         t0 = time.perf_counter()
+        steps = [c.session.step_async(1, timeout_s) for c in clients]
         for s in sessions:
             s.page.keyboard.press("ArrowRight")
         spreads.append((time.perf_counter() - t0) * 1000)
         for s in sessions:
             s.samples[phase].append(s.probe.collect(w, timeout_s=timeout_s))
+        for c, step in zip(clients, steps, strict=True):
+            c.record(phase, step.result(timeout_s + 5))
     return spreads
+
+
+class Client:
+    """A session without a browser (:mod:`protocol_client`), and its steps' timings."""
+
+    def __init__(self, session: ProtocolSession) -> None:
+        self.session, self.name, self.url = session, session.name, session.url
+        self.samples: dict[str, list[dict[str, Any]]] = {phase: [] for phase in PHASES}
+
+    def record(self, phase: str, result: tuple[float | None, int]) -> None:
+        ms, nbytes = result
+        self.samples[phase].append({"ms": ms, "bytes": nbytes})
+
+    def step_alone(self, presses: int, timeout_s: float) -> None:
+        for _ in range(presses):
+            self.record("alone", self.session.step(1, timeout_s))
+            time.sleep(0.3)  # as a page waits for quiet between presses
+
+
+def scrub(
+    sessions: list[Session],
+    clients: list[Client],
+    presses: int,
+    timeout_s: float,
+    rng: random.Random,
+) -> dict[str, Any]:
+    """Every protocol client drags its slider without pause (the next step as soon as the
+    last frame arrived), alternating direction every 20 steps, while each page presses →
+    ``presses`` times, at random moments 0.2-0.7 s apart."""
+    import concurrent.futures as cf
+
+    stop = threading.Event()
+    counts = [0] * len(clients)
+
+    def drag(i: int, c: Client) -> None:
+        direction, n = 1, 0
+        while not stop.is_set():
+            c.record("scrubbing", c.session.step(direction, timeout_s))
+            n += 1
+            counts[i] += 1
+            if n % 20 == 0:
+                direction = -direction
+
+    t0 = time.perf_counter()
+    with cf.ThreadPoolExecutor(max(1, len(clients))) as pool:
+        futures = [pool.submit(drag, i, c) for i, c in enumerate(clients)]
+        try:
+            if sessions:
+                for i in range(presses):
+                    for s in sessions:
+                        time.sleep(rng.uniform(0.2, 0.7))
+                        s.samples["scrubbing"].append(
+                            s.probe.press("ArrowRight", i, timeout_s=timeout_s)
+                        )
+            else:
+                time.sleep(presses * 0.6)
+        finally:
+            stop.set()
+        for f in futures:
+            f.result()
+    seconds = time.perf_counter() - t0
+    return {"seconds": seconds, "steps": sum(counts), "steps_per_s": sum(counts) / seconds}
+
+
+def summarize_client(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    from browser_latency import percentile
+
+    ms = [x["ms"] for x in samples if x["ms"] is not None]
+    return {
+        "steps": len(samples),
+        "median_ms": median(ms),
+        "p95_ms": percentile(ms, 95),
+        "max_ms": max(ms) if ms else None,
+        "timeouts": sum(x["ms"] is None for x in samples),
+        "frame_bytes_median": median([x["bytes"] for x in samples if x["ms"] is not None]),
+    }
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -200,7 +285,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     def url(server: PanelServer, volume: Volume, extra: str = "") -> str:
         rel = volume.path.relative_to(cache).as_posix()
         # room for every phase's presses and the warm-up one
-        start = start_index(volume.shape[0], 3 * args.presses + 1)
+        start = start_index(volume.shape[0], 4 * args.presses + 25)
         return (
             f"{server.base}/slicer?file={rel}&dataset={DATASET}&axis=0&index={start}"
             f"&cmap=fire&scale=linear{extra}"
@@ -221,78 +306,131 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         env={"DASHAPP_CACHE": str(args.dashapp_cache)},
         python_path=REPO,
     )
+    n_pages = len(volumes) if args.browsers is None else min(args.browsers, len(volumes))
     with server, sync_playwright() as pw:
         browser = launch_chromium(pw, tmp)
         sessions = [
-            Session(browser, url(server, v), f"s{i:02d} {v.layout}") for i, v in enumerate(volumes)
+            Session(browser, url(server, v), f"s{i:02d} {v.layout}")
+            for i, v in enumerate(volumes[:n_pages])
         ]
         log(f"opening {len(sessions)} pages ...")
         for s in sessions:
             s.open()
             s.probe.press("ArrowRight", -1, timeout_s=args.timeout)  # warm-up, not recorded
+        frame = DEFAULT_FRAME
+        if sessions:
+            px = sessions[0].probe.info["px"]
+            frame = (round(px[3]), round(px[2]))
+        loop = ClientLoop()
+        clients = []
+        if n_pages < len(volumes):
+            log(f"opening {len(volumes) - n_pages} protocol sessions (plot frame {frame}) ...")
+        for i, v in enumerate(volumes[n_pages:], start=n_pages):
+            c = Client(ProtocolSession(loop, url(server, v), frame, f"s{i:02d} {v.layout}"))
+            c.session.open(timeout=180)
+            c.session.step(1, args.timeout)  # warm-up, not recorded
+            clients.append(c)
         server.wait_idle()
         idle_rss = server.sampler.rss() / 2**20
         server.sampler.reset_window()
+        peaks: dict[str, float] = {}
 
         log("phase 1: each session alone")
         for s in sessions:
             press_alone(s, args.presses, args.timeout)
-        peak_alone = server.sampler.window_peak / 2**20
+        for c in clients:
+            c.step_alone(args.presses, args.timeout)
+        peaks["alone"] = server.sampler.window_peak / 2**20
         server.sampler.reset_window()
 
-        log(f"phase 2: {len(sessions)} sessions together")
-        spreads = press_waves(sessions, "together", args.presses, args.timeout)
-        peak_together = server.sampler.window_peak / 2**20
+        log(f"phase 2: {len(volumes)} sessions together")
+        spreads = press_waves(sessions, "together", args.presses, args.timeout, None, clients)
+        peaks["together"] = server.sampler.window_peak / 2**20
         server.sampler.reset_window()
 
         slow_info: dict[str, Any] = {}
         if slow_volume is not None:
             log("phase 3: together, beside a session reading full resolution")
-            slow = Session(browser, url(server, slow_volume, "&agg=max"), "slow")
-            t_open = time.perf_counter()
-            slow.open()
-            slow_info["open_s"] = time.perf_counter() - t_open
             rng = random.Random(7)
-            statuses: list[str] = []
+            slow_url = url(server, slow_volume, "&agg=max")
+            t_open = time.perf_counter()
+            if clients or not sessions:  # the neighbour needs no browser either
+                slow_c = Client(ProtocolSession(loop, slow_url, frame, "slow"))
+                slow_c.session.open(timeout=180)
+                slow_info["open_s"] = time.perf_counter() - t_open
+                jumps: list[Any] = []
 
-            def jump(w: int) -> None:
-                if w and len(statuses) < w:
-                    statuses.append(slow.status())
-                slow.jump(rng.randrange(slow_volume.shape[0]))
+                def jump(w: int) -> None:
+                    jumps.append(slow_c.session.jump_async(rng.randrange(slow_volume.shape[0])))
 
+                server.sampler.reset_window()
+                spreads += press_waves(
+                    sessions, "slow neighbour", args.presses, args.timeout, jump, clients
+                )
+                for j in jumps:
+                    slow_c.record("slow neighbour", j.result(args.timeout + 5))
+                slow_info["jumps"] = summarize_client(slow_c.samples["slow neighbour"])
+                slow_c.session.close()
+            else:
+                slow = Session(browser, slow_url, "slow")
+                slow.open()
+                slow_info["open_s"] = time.perf_counter() - t_open
+                statuses: list[str] = []
+
+                def jump(w: int) -> None:
+                    if w and len(statuses) < w:
+                        statuses.append(slow.status())
+                    slow.jump(rng.randrange(slow_volume.shape[0]))
+
+                server.sampler.reset_window()
+                spreads += press_waves(sessions, "slow neighbour", args.presses, args.timeout, jump)
+                statuses.append(slow.status())
+                slow_info["statuses"] = statuses
+                slow.close()
+            peaks["slow neighbour"] = server.sampler.window_peak / 2**20
             server.sampler.reset_window()
-            spreads += press_waves(sessions, "slow neighbour", args.presses, args.timeout, jump)
-            statuses.append(slow.status())
-            slow_info["statuses"] = statuses
-            peak_slow = server.sampler.window_peak / 2**20
-            slow.close()
-        else:
-            peak_slow = None
+
+        scrubbing: dict[str, Any] = {}
+        if clients:
+            log(f"phase 4: {len(clients)} protocol sessions drag without pause")
+            scrubbing = scrub(sessions, clients, args.presses, args.timeout, random.Random(11))
+            peaks["scrubbing"] = server.sampler.window_peak / 2**20
         for s in sessions:
             s.close()
+        for c in clients:
+            c.session.close()
+        loop.close()
         browser.close()
         log_tail = server.log_tail(4000)
 
     phases = {}
     for phase in PHASES:
         all_samples = [x for s in sessions for x in s.samples[phase]]
-        if not all_samples:
+        client_samples = [x for c in clients for x in c.samples[phase]]
+        if not all_samples and not client_samples:
             continue
-        per_session = [summarize(s.samples[phase])["median_ms"] for s in sessions]
-        phases[phase] = summarize(all_samples) | {
-            "session_medians_ms": per_session,
-        }
-    phases["alone"]["peak_rss_mb"] = peak_alone
-    phases["together"]["peak_rss_mb"] = peak_together
-    if "slow neighbour" in phases:
-        phases["slow neighbour"]["peak_rss_mb"] = peak_slow
+        phases[phase] = {"peak_rss_mb": peaks.get(phase)}
+        if all_samples:
+            per_session = [summarize(s.samples[phase])["median_ms"] for s in sessions]
+            phases[phase] |= summarize(all_samples) | {"session_medians_ms": per_session}
+        if client_samples:
+            phases[phase]["protocol"] = summarize_client(client_samples) | {
+                "session_medians_ms": [
+                    summarize_client(c.samples[phase])["median_ms"] for c in clients
+                ]
+            }
     result |= {
+        "pages": len(sessions),
+        "protocol_sessions": len(clients),
+        "frame": frame,
         "phases": phases,
         "sessions": [
             {"name": s.name, "url": s.url}
             | {phase: [asdict(x) for x in s.samples[phase]] for phase in PHASES}
             for s in sessions
         ],
+        "clients": [{"name": c.name, "url": c.url} | c.samples for c in clients],
+        "scrubbing": scrubbing,
         "idle_rss_mb": idle_rss,
         "peak_rss_mb": server.sampler.peak / 2**20,
         "wave_spread_ms": {"median": median(spreads), "max": max(spreads) if spreads else None},
@@ -307,38 +445,63 @@ def _f(v: float | None, digits: int = 0) -> str:
 
 
 def report(r: dict[str, Any]) -> str:
+    pages, clients = r.get("pages", len(r["volumes"])), r.get("protocol_sessions", 0)
+    who = f"{pages} Chromium pages" + (f" + {clients} protocol sessions" if clients else "")
     lines = [
-        f"{len(r['volumes'])} sessions, one server, each on its own "
+        f"{len(r['volumes'])} sessions ({who}), one server, each on its own "
         f"{'x'.join(map(str, r['volumes'][0]['shape']))} volume "
         f"({', '.join(sorted({v['layout'] for v in r['volumes']}))}); pyramids built.",
         "",
-        "| phase | presses | key → pixels median | p95 | max | per-session medians "
+        "| phase | sessions | presses | median | p95 | max | per-session medians "
         "| data arrives (median) | timeouts | peak server RSS |",
-        "|---|---:|---:|---:|---:|---|---:|---:|---:|",
+        "|---|---|---:|---:|---:|---:|---|---:|---:|---:|",
     ]
-    for phase, p in r["phases"].items():
+
+    def row(phase: str, kind: str, p: dict[str, Any], n: Any, data: Any, rss: Any) -> str:
         meds = [m for m in p["session_medians_ms"] if m is not None]
         spread = f"{_f(min(meds))}–{_f(max(meds))} ms" if meds else "-"
-        lines.append(
-            f"| {phase} | {p['presses']} | {_f(p['median_ms'])} ms | {_f(p['p95_ms'])} ms "
-            f"| {_f(p['max_ms'])} ms | {spread} | {_f(p['data_median_ms'])} ms "
-            f"| {p['timeouts']} | {_f(p.get('peak_rss_mb'))} MB |"
+        return (
+            f"| {phase} | {kind} | {n} | {_f(p['median_ms'])} ms | {_f(p['p95_ms'])} ms "
+            f"| {_f(p['max_ms'])} ms | {spread} | {data} | {p['timeouts']} | {rss} |"
         )
-    alone = r["phases"].get("alone", {}).get("median_ms")
-    for phase in ("together", "slow neighbour"):
-        m = r["phases"].get(phase, {}).get("median_ms")
-        if alone and m:
-            lines.append(f"\n{phase} / alone (medians): {m / alone:.2f}")
+
+    for phase, p in r["phases"].items():
+        rss = f"{_f(p.get('peak_rss_mb'))} MB"
+        if p.get("presses"):
+            data = f"{_f(p['data_median_ms'])} ms"
+            lines.append(row(phase, "pages: key → pixels", p, p["presses"], data, rss))
+            rss = ""
+        if p.get("protocol"):
+            q = p["protocol"]
+            lines.append(row(phase, "protocol: step → frame", q, q["steps"], "(same)", rss))
+    for kind, get in (
+        ("pages", lambda p: p.get("median_ms")),
+        ("protocol", lambda p: (p.get("protocol") or {}).get("median_ms")),
+    ):
+        alone = get(r["phases"].get("alone", {}))
+        for phase in PHASES[1:]:
+            m = get(r["phases"].get(phase, {}))
+            if alone and m:
+                lines.append(f"{kind}: {phase} / alone (medians): {m / alone:.2f}")
     ws = r["wave_spread_ms"]
     lines.append(
         f"\nKeys of one wave pressed within {_f(ws['median'])} ms (median; max {_f(ws['max'])})."
     )
-    if r.get("slow"):
-        st = r["slow"].get("statuses", [])
+    if r.get("scrubbing"):
+        sc = r["scrubbing"]
         lines.append(
-            f"Slow neighbour: page opened in {_f(r['slow'].get('open_s'), 1)} s; "
-            f"its status after the waves: {st[-1] if st else '-'}"
+            f"Scrubbing: {sc['steps']} frames served to the protocol sessions in "
+            f"{sc['seconds']:.1f} s ({sc['steps_per_s']:.1f} frames/s)."
         )
+    if r.get("slow"):
+        sl = r["slow"]
+        st = sl.get("statuses", [])
+        tail = (
+            f"its jumps took {_f(sl['jumps']['median_ms'])} ms (median)"
+            if sl.get("jumps")
+            else f"its status after the waves: {st[-1] if st else '-'}"
+        )
+        lines.append(f"Slow neighbour: opened in {_f(sl.get('open_s'), 1)} s; {tail}")
     lines.append(f"\nServer RSS idle {_f(r['idle_rss_mb'])} MB, peak {_f(r['peak_rss_mb'])} MB.")
     lines.append("\n" + describe_machine(r["machine"]))
     return "\n".join(lines)
@@ -349,6 +512,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--sessions", type=int, default=10)
     ap.add_argument("--size", type=int, default=512, help="edge of each session's volume")
     ap.add_argument("--presses", type=int, default=10, help="presses per session per phase")
+    ap.add_argument(
+        "--browsers",
+        type=int,
+        help="sessions that are Chromium pages (default: all); the rest are protocol clients",
+    )
     ap.add_argument("--no-slow", dest="slow", action="store_false", help="skip phase 3")
     ap.add_argument("--slow-size", type=int, default=1024, help="edge of the slow volume")
     ap.add_argument("--timeout", type=float, default=30, help="seconds before a press times out")
