@@ -238,6 +238,7 @@ class ProtocolSession:
         slider = {"id": self.ids["slider"]}
         await self._patch({"model": slider, "attr": "value", "new": value})
         await self._patch({"model": slider, "attr": "value_throttled", "new": value})
+        self.value = value  # where the slider is now, whether or not its picture comes
         try:
             got = await asyncio.wait_for(self._frames.get(), timeout)
         except asyncio.TimeoutError:
@@ -245,7 +246,6 @@ class ProtocolSession:
         if isinstance(got, Exception):
             raise got
         t1, nbytes = got
-        self.value = value
         return (t1 - t0) * 1000, nbytes
 
     async def _close(self) -> None:

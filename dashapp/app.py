@@ -31,7 +31,9 @@ def serve_slicer_page(argv: list[str] | None = None) -> None:
     import panel as pn
 
     from .views.app import SlicerApp, resolve_root
+    from .views.transport import flush_stranded_updates
 
+    flush_stranded_updates()  # every session's pictures reach its browser (see the module)
     args = _parse(sys.argv[1:] if argv is None else argv)
     pn.extension("tabulator", notifications=True)  # the cluster pane's tables
     if args.capsule:

@@ -1,0 +1,76 @@
+"""Every slider step of every session gets its picture: Panel's write-queue race, fixed.
+
+Real ``panel serve apps/slicer.py`` and real websocket sessions, driven over Bokeh's protocol
+by ``benchmarks/protocol_client.py`` (what a page sends for a key press on the slice slider,
+without a browser, so eight sessions can drag at once on two cores). Before
+:func:`dashapp.views.transport.flush_stranded_updates`, this drive stranded 5-8 of its 1,200
+pictures in Panel's write queue (three runs against the unfixed server); a stranded picture
+only arrives with the session's next event.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import sys
+
+import h5py
+import numpy as np
+
+from dashapp.views.transport import flush_stranded_updates
+
+from ..conftest import REPO
+
+sys.path.insert(0, str(REPO / "benchmarks"))
+from protocol_client import ClientLoop, ProtocolSession
+
+SESSIONS, STEPS = 8, 150
+
+
+def test_the_fix_wraps_panels_dispatcher_once():
+    from panel.io import document as pdoc
+
+    assert flush_stranded_updates()
+    wrapped = pdoc._dispatch_msgs
+    assert flush_stranded_updates()
+    assert pdoc._dispatch_msgs is wrapped
+    assert not hasattr(wrapped.__wrapped__, "__wrapped__")
+
+
+def test_every_step_of_eight_sessions_dragging_at_once_gets_its_picture(tmp_path, serve):
+    rng = np.random.default_rng(3)
+    for i in range(SESSIONS):
+        with h5py.File(tmp_path / f"v{i}.h5", "w") as f:
+            data = rng.random((64, 256, 256), dtype=np.float32)
+            f.create_dataset("volume", data=data, chunks=(16, 64, 64) if i % 2 else None)
+    server = serve(tmp_path)
+    loop = ClientLoop()
+    sessions = [
+        ProtocolSession(
+            loop, f"{server.url}?file=v{i}.h5&dataset=volume&axis=0&index=20", (500, 500), f"s{i}"
+        ).open(timeout=60)
+        for i in range(SESSIONS)
+    ]
+
+    def drag(session: ProtocolSession) -> list[tuple[int, float | None, int]]:
+        steps, direction = [], 1
+        for n in range(STEPS):
+            ms, nbytes = session.step(direction, timeout=10)
+            steps.append((session.value, ms, nbytes))
+            if (n + 1) % 20 == 0:
+                direction = -direction
+        return steps
+
+    try:
+        with cf.ThreadPoolExecutor(SESSIONS) as pool:
+            results = list(pool.map(drag, sessions))
+    finally:
+        for s in sessions:
+            s.close()
+        loop.close()
+    assert server.alive()
+    missing = {
+        s.name: [v for v, ms, _ in r if ms is None] for s, r in zip(sessions, results, strict=True)
+    }
+    assert not any(missing.values()), f"steps whose picture never came: {missing}"
+    # Each picture is the 256 x 256 plane, as float32, and nothing bigger.
+    assert {nbytes for r in results for _, _, nbytes in r} == {256 * 256 * 4}
