@@ -9,8 +9,8 @@ a new update is queued and task B started; A resumes, sees nothing *it* has left
 unblocks the document; B then starts, finds the document unblocked, and returns. The new
 update, a slice's picture, stays in the queue until some later event happens to flush it.
 
-Found with ``benchmarks/sessions_bench.py``: with five sessions dragging their sliders at
-once, about one step in 250 never got its picture (the scrubbing phase's timeouts); in a
+Found with ``benchmarks/sessions_bench.py`` (the scrubbing phase's timeouts): with eight
+sessions dragging their sliders at once, 5-8 of 1,200 steps never got their picture; in a
 browser, the picture for where the hand stopped would not appear until the next touch,
 which breaks "the final position is always what is shown".
 
