@@ -366,12 +366,16 @@ class SlicerApp(pn.viewable.Viewer):
         self.timeline = TimelinePane(self.record, on_restore=self.restore, read_only=self.read_only)
         # The tabs share one box, as tall as the tallest tab's content: the cluster form and
         # a long timeline scroll inside their tab instead of stretching the slice plot (the
-        # plot was once 5,600 px tall behind a long timeline).
+        # plot was once 5,600 px tall behind a long timeline). Dynamic: a hidden tab's models
+        # join the page when it is opened. Bokeh's serializer indexes every model of the page
+        # for each message it sends, so the cluster pane and the timeline behind their tabs
+        # cost every slider step (666 models with them; nine dragging sessions got ~17 % more
+        # pictures per second without them, docs/performance.md).
         self._tabs = pn.Tabs(
             ("Slicer", self.__panel__()),
             ("Dask cluster", _scrolling(self.cluster_tab())),
             ("Timeline", _scrolling(self.timeline)),
-            dynamic=False,
+            dynamic=True,
             sizing_mode="stretch_both",
         )
         # The timeline redraws only while its tab is shown (it catches up when opened).
