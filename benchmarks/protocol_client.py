@@ -132,9 +132,7 @@ class ProtocolSession:
         self.value: int | None = None
         self.ws: Any = None
         self._frames: asyncio.Queue | None = None
-        self._waiting: asyncio.Future | None = None
         self._reader: asyncio.Task | None = None
-        self.bytes_received = 0
 
     # ------------------------------------------------------------------ wire
     async def _send(self, msgtype: str, content: dict) -> None:
@@ -157,7 +155,6 @@ class ProtocolSession:
         frame = await self.ws.read_message()
         if frame is None:
             raise ConnectionError(f"{self.name}: the server closed the websocket")
-        self.bytes_received += len(frame)
         return frame
 
     # ------------------------------------------------------------------ session
@@ -271,6 +268,21 @@ class ProtocolSession:
 
     def step(self, delta: int = 1, timeout: float = 30) -> tuple[float | None, int]:
         return self.step_async(delta, timeout).result(timeout + 5)
+
+    def drag(
+        self, timeout: float = 30, turn_every: int = 20
+    ) -> Iterator[tuple[int, float | None, int]]:
+        """Step without pause, the next step as soon as the last picture came (or timed out),
+        turning back every ``turn_every`` steps: a hand dragging to and fro. Yields
+        ``(slider value, milliseconds or None, picture bytes)`` per step, for as long as the
+        caller takes them."""
+        direction, n = 1, 0
+        while True:
+            ms, nbytes = self.step(direction, timeout)
+            yield self.value, ms, nbytes
+            n += 1
+            if n % turn_every == 0:
+                direction = -direction
 
     def close(self) -> None:
         self.loop.run(self._close(), 10)

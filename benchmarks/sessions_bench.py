@@ -53,6 +53,7 @@ from browser_latency import (  # noqa: E402
     PressSample,
     launch_chromium,
     median,
+    percentile,
 )
 from protocol_client import ClientLoop, ProtocolSession  # noqa: E402
 from slicer_bench import (  # noqa: E402
@@ -75,8 +76,9 @@ from volumes import (  # noqa: E402
 REPO = HERE.parent
 LAYOUT_CYCLE = ("gzip", "chunked", "contiguous")
 PHASES = ("alone", "together", "slow neighbour", "scrubbing")
-#: The plot's inner (height, width) at VIEWPORT, if no page is open to report it.
-DEFAULT_FRAME = (757, 491)
+#: The plot's inner (height, width) at VIEWPORT, if no page is open to report it (what the
+#: page reported in the runs of 2026-12-04).
+DEFAULT_FRAME = (636, 499)
 
 
 def session_volumes(n: int, size: int, cache: Path) -> list[Volume]:
@@ -216,13 +218,11 @@ def scrub(
     counts = [0] * len(clients)
 
     def drag(i: int, c: Client) -> None:
-        direction, n = 1, 0
-        while not stop.is_set():
-            c.record("scrubbing", c.session.step(direction, timeout_s))
-            n += 1
+        for _, ms, nbytes in c.session.drag(timeout_s):
+            c.record("scrubbing", (ms, nbytes))
             counts[i] += 1
-            if n % 20 == 0:
-                direction = -direction
+            if stop.is_set():
+                return
 
     t0 = time.perf_counter()
     with cf.ThreadPoolExecutor(max(1, len(clients))) as pool:
@@ -246,8 +246,6 @@ def scrub(
 
 
 def summarize_client(samples: list[dict[str, Any]]) -> dict[str, Any]:
-    from browser_latency import percentile
-
     ms = [x["ms"] for x in samples if x["ms"] is not None]
     return {
         "steps": len(samples),

@@ -11,6 +11,7 @@ only arrives with the session's next event.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import itertools
 import sys
 
 import h5py
@@ -52,13 +53,7 @@ def test_every_step_of_eight_sessions_dragging_at_once_gets_its_picture(tmp_path
     ]
 
     def drag(session: ProtocolSession) -> list[tuple[int, float | None, int]]:
-        steps, direction = [], 1
-        for n in range(STEPS):
-            ms, nbytes = session.step(direction, timeout=10)
-            steps.append((session.value, ms, nbytes))
-            if (n + 1) % 20 == 0:
-                direction = -direction
-        return steps
+        return list(itertools.islice(session.drag(timeout=10), STEPS))
 
     try:
         with cf.ThreadPoolExecutor(SESSIONS) as pool:
