@@ -23,7 +23,7 @@ import param
 from ..state.cluster import ClusterForm
 from ..state.sweep import SweepRun
 from .notebook import ensure_notebook_extension
-from .session import on_session
+from .session import on_session, poll
 
 __all__ = ["ClusterPane", "SweepPane"]
 
@@ -189,7 +189,7 @@ class ClusterPane(pn.viewable.Viewer):
     def __panel__(self) -> pn.viewable.Viewable:
         if self._poll is None:
             try:
-                self._poll = pn.state.add_periodic_callback(self.update, period=1000)
+                self._poll = poll(self.update, 1000)
             except Exception:  # no event loop (a script): update() can be called by hand
                 self._poll = None
         return self._layout

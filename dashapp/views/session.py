@@ -8,7 +8,7 @@ from typing import Any
 
 import panel as pn
 
-__all__ = ["on_session"]
+__all__ = ["on_session", "poll"]
 
 log = logging.getLogger(__name__)
 
@@ -30,3 +30,18 @@ def on_session(doc: Any, fn: Callable[[], Any], delay: float = 0.0) -> bool:
         log.debug("session gone, dropped %r: %s", fn, exc)
         return False
     return True
+
+
+def poll(fn: Callable[[], Any], period_ms: int) -> Any:
+    """Call ``fn`` every ``period_ms`` on the session's event loop; return the callback.
+
+    As ``pn.state.add_periodic_callback`` (stopped with the session), but a background task
+    in Panel's terms: it does not enter Panel's process-wide busy count. Each entry and exit
+    there re-validates every parameter of ``pn.state``; with ten sessions each polling a pane
+    that was most of what the server did between slider steps, for a busy indicator the
+    app does not show.
+    """
+    cb = pn.state.add_periodic_callback(fn, period=period_ms, start=False)
+    cb._background = True  # PeriodicCallback(background=True), which add_periodic_callback lacks
+    cb.start()
+    return cb

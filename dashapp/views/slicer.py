@@ -42,8 +42,8 @@ from .plot import (
     equal_aspect_ranges,
     wants_equal_aspect,
 )
-from .session import on_session
-from .widgets import ScrubSlider
+from .session import on_session, poll
+from .widgets import ScrubSlider, StatusText
 
 __all__ = ["Slicer"]
 
@@ -268,7 +268,7 @@ class Slicer(pn.viewable.Viewer):
         self._title = pn.pane.HTML(
             "", sizing_mode="stretch_width", margin=(0, 10), css_classes=["dashapp-title"]
         )
-        self._status = pn.pane.HTML(
+        self._status = StatusText(
             "", sizing_mode="stretch_width", margin=(0, 10), css_classes=["dashapp-status"]
         )
         self._alert = pn.pane.Alert(
@@ -807,7 +807,7 @@ class Slicer(pn.viewable.Viewer):
         self._show_build(status)
         if status.state in ("queued", "building") and self._build_watch is None:
             try:
-                self._build_watch = pn.state.add_periodic_callback(self._poll_build, period=500)
+                self._build_watch = poll(self._poll_build, 500)
             except Exception:  # no event loop (a plain script): poll_build() can be called
                 self._build_watch = None
 

@@ -21,6 +21,7 @@ import param
 from ..data import SliceImage
 from ..provenance import Event, Record
 from .palettes import palette
+from .session import poll
 
 __all__ = ["TimelinePane", "render_snapshot"]
 
@@ -139,7 +140,7 @@ class TimelinePane(pn.viewable.Viewer):
     def __panel__(self) -> pn.viewable.Viewable:
         if self._poll is None:
             try:  # other sessions write to the same record: look for their events
-                self._poll = pn.state.add_periodic_callback(self._maybe_refresh, period=3000)
+                self._poll = poll(self._maybe_refresh, 3000)
             except Exception:
                 self._poll = None
         return self._layout

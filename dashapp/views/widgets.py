@@ -1,27 +1,70 @@
-"""Widgets tuned for scrubbing: slider changes reach the server's callbacks at once.
+"""Widgets tuned for scrubbing: a slider step costs the server as little as Panel allows.
 
-Panel holds every change from the browser for 50 ms (``Syncable._debounce``) before it runs
-the widget's callbacks, to gather several attributes changed together into one batch. A
-slice slider changes one attribute per key press or drag step, so the hold is 50 ms added to
-every step: half of what a press may take, key to pixels, on the target of issue 3. Here
-the hold is 0 ms: the change runs on the server's next event-loop turn. (``value`` and
-``value_throttled`` arriving in the same turn are still handled together.)
+Three costs Panel adds to every change of a widget's value, each removed here for the
+scrubbing widgets only (measured with nine sessions dragging on one server; see
+docs/performance.md, "The server's share"):
+
+- **the 50 ms hold.** Panel holds every change from the browser for 50 ms
+  (``Syncable._debounce``) to gather attributes changed together into one batch. A slice
+  slider changes one attribute per key press or drag step, so the hold was 50 ms added to
+  every step. Here it is 0 ms: the change runs on the server's next event-loop turn
+  (``value`` and ``value_throttled`` arriving in the same turn are still handled together).
+- **the busy counter.** Each browser event is registered in Panel's process-wide busy list
+  (``state._add_busy_event``), which re-validates every parameter of ``pn.state`` twice per
+  event, for the busy indicator. The slicer page has no busy indicator; value changes of
+  these widgets are left out of the count (Panel's own ``_busy__ignore`` hook).
+- **the design lookup.** Each property sent to the browser first asks the design (Material
+  UI here) for the component's stylesheets, resolving the theme's CSS path on disk, and then
+  uses them only if ``stylesheets`` itself changed. Here it is asked only then.
 """
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 import panel as pn
 
-__all__ = ["ScrubSlider"]
+__all__ = ["ScrubSlider", "StatusText"]
 
 
-class _PromptIntSlider(pn.widgets.IntSlider):
+class _Lean:
+    """Mixin for Panel components updated at every scrub step."""
+
+    _busy__ignore: ClassVar[list[str]] = ["value", "value_throttled"]
+
+    def _update_properties(self, *events: Any, doc: Any) -> dict[str, Any]:
+        if any(event.name == "stylesheets" for event in events):
+            return super()._update_properties(*events, doc=doc)
+        return self._process_param_change({event.name: event.new for event in events})
+
+
+class _PromptIntSlider(_Lean, pn.widgets.IntSlider):
     """An IntSlider whose browser changes are processed without Panel's 50 ms hold."""
 
     _debounce = 0
 
 
-class ScrubSlider(pn.widgets.EditableIntSlider):
+class _PromptIntInput(_Lean, pn.widgets.IntInput):
+    """The slider's number box, echoing each step without the design lookup."""
+
+
+class ScrubSlider(_Lean, pn.widgets.EditableIntSlider):
     """An :class:`~panel.widgets.EditableIntSlider` (slider plus number box) for scrubbing."""
 
     _slider_widget = _PromptIntSlider
+    _input_widget = _PromptIntInput
+
+
+class StatusText(pn.pane.HTML):
+    """An HTML pane whose text changes at every step: only the text is sent.
+
+    Panel's HTML pane recomputes and re-sends all of its properties (and the design's
+    stylesheets) when its object changes; the status line under the plot changes at every
+    slice step, and nothing but its text does.
+    """
+
+    def _update(self, ref: str, model: Any) -> None:
+        text = self._process_param_change({"object": self.object}).get("text")
+        if text is None or self.enable_streaming:
+            return super()._update(ref, model)
+        model.update(text=text)

@@ -16,3 +16,33 @@ def test_a_closed_session_drops_the_callback():
     doc.destroy(session)  # ... and destroys it when the tab's session ends
     assert on_session(doc, lambda: None) is False
     assert on_session(doc, lambda: None, delay=0.5) is False
+
+
+def test_a_poll_runs_without_entering_panels_busy_count(monkeypatch):
+    import asyncio
+
+    import panel as pn
+
+    from dashapp.views.session import poll
+
+    busy, calls = [], []
+    add_busy = pn.state._add_busy_event
+    monkeypatch.setattr(pn.state, "_add_busy_event", lambda eid: (busy.append(eid), add_busy(eid)))
+
+    async def run(make):
+        cb = make(lambda: calls.append(1), 20)
+        try:
+            for _ in range(100):
+                await asyncio.sleep(0.02)
+                if len(calls) >= 3:
+                    break
+        finally:
+            cb.stop()
+
+    asyncio.run(run(poll))
+    assert len(calls) >= 3
+    assert busy == []
+    calls.clear()  # control: Panel's own periodic callback does enter the count
+    asyncio.run(run(lambda fn, ms: pn.state.add_periodic_callback(fn, period=ms)))
+    assert len(calls) >= 3
+    assert len(busy) >= 3
