@@ -1,6 +1,6 @@
 """Widgets tuned for scrubbing: a slider step costs the server as little as Panel allows.
 
-Three costs Panel adds to every change of a widget's value, each removed here for the
+Four costs Panel adds to every change of a widget's value, each removed here for the
 scrubbing widgets only (measured with nine sessions dragging on one server; see
 docs/performance.md, "The server's share"):
 
@@ -13,6 +13,9 @@ docs/performance.md, "The server's share"):
   (``state._add_busy_event``), which re-validates every parameter of ``pn.state`` twice per
   event, for the busy indicator. The slicer page has no busy indicator; value changes of
   these widgets are left out of the count (Panel's own ``_busy__ignore`` hook).
+- **the read-only dance.** Panel lifts the read-only and constant flags of every parameter
+  of the slider (~50) around each update from the browser; here only those of the
+  parameters the step changes (``value``, ``value_throttled``).
 - **the design lookup.** Each property sent to the browser first asks the design (Material
   UI here) for the component's stylesheets, resolving the theme's CSS path on disk, and then
   uses them only if ``stylesheets`` itself changed. Here it is asked only then.
@@ -20,11 +23,34 @@ docs/performance.md, "The server's share"):
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any, ClassVar
 
 import panel as pn
+from panel.reactive import _syncing
 
 __all__ = ["ScrubSlider", "StatusText"]
+
+log = logging.getLogger(__name__)
+
+
+_STEP_EVENTS = frozenset({"value", "value_throttled"})
+
+
+@contextmanager
+def _editable(obj: Any, names: Iterable[str]) -> Iterator[None]:
+    """Lift the read-only and constant flags of ``obj``'s parameters ``names`` for a while."""
+    params = [obj.param[name] for name in names]
+    saved = [(p.readonly, p.constant) for p in params]
+    for p in params:
+        p.readonly = p.constant = False
+    try:
+        yield
+    finally:
+        for p, (readonly, constant) in zip(params, saved, strict=True):
+            p.readonly, p.constant = readonly, constant
 
 
 class _Lean:
@@ -42,6 +68,26 @@ class _PromptIntSlider(_Lean, pn.widgets.IntSlider):
     """An IntSlider whose browser changes are processed without Panel's 50 ms hold."""
 
     _debounce = 0
+
+    def _process_events(self, events: dict[str, Any]) -> None:
+        # Panel's version lifts the read-only and constant flags of all ~50 parameters of
+        # the widget around each update (``edit_readonly``), for ``value_throttled``, the one
+        # constant among those a step changes. Here only the changed ones are lifted.
+        if not events or not set(events) <= _STEP_EVENTS or pn.config.throttled:
+            return super()._process_events(events)
+        doc = pn.state.curdoc
+        if doc is not None:
+            self._in_process__events[doc] = events
+        try:
+            params = self._process_property_change(dict(events))
+            with _editable(self, params), _syncing(self, list(params)):
+                self.param.update(**params)
+        except Exception:
+            log.exception("Callback failed for object named %r changing %s", self.name, events)
+            raise
+        finally:
+            if doc is not None:
+                self._in_process__events.pop(doc, None)
 
 
 class _PromptIntInput(_Lean, pn.widgets.IntInput):

@@ -50,10 +50,13 @@ def test_a_step_from_the_browser_reaches_the_value_and_the_number_box(kind, spie
     slider._slider._process_events({"value": 7})  # what Panel runs for the browser's change
     slider._slider._process_events({"value_throttled": 7})
     assert slider.value == 7
+    assert slider._slider.value_throttled == 7
     assert _model(slider._value_edit, root).value == 7  # the number box shows the step
     design, busy = spies["design"] - before["design"], spies["busy"] - before["busy"]
     if kind == "scrub":
         assert (design, busy) == (0, 0)
+        flags = slider._slider.param["value_throttled"]
+        assert (flags.constant, flags.readonly) == (True, False)  # lifted for the step only
     else:  # the spies see Panel's work where it is done
         assert design > 0
         assert busy > 0
