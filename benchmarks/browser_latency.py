@@ -153,8 +153,10 @@ class PanelServer:
         log: Path,
         env: dict[str, str] | None = None,
         python_path: Path | None = None,
+        serve_options: list[str] | None = None,
     ) -> None:
         self.script, self.args, self.cwd, self.log_path = script, args, cwd, log
+        self.serve_options = list(serve_options or [])  # more ``panel serve`` options
         self.port = free_port()
         self.env = env or {}
         self.python_path = python_path
@@ -170,7 +172,7 @@ class PanelServer:
         cmd = [
             sys.executable, "-m", "panel", "serve", str(self.script),
             "--port", str(self.port), "--address", "127.0.0.1", "--liveness",
-            "--allow-websocket-origin", f"127.0.0.1:{self.port}",
+            "--allow-websocket-origin", f"127.0.0.1:{self.port}", *self.serve_options,
         ]  # fmt: skip
         if self.args:
             cmd += ["--args", *self.args]
