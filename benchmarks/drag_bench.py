@@ -30,8 +30,6 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures as cf
-import datetime as dt
-import json
 import os
 import sys
 import tempfile
@@ -46,7 +44,7 @@ if str(HERE) not in sys.path:
 
 from browser_latency import PanelServer, median, percentile  # noqa: E402
 from protocol_client import ClientLoop, ProtocolSession  # noqa: E402
-from sessions_bench import DEFAULT_FRAME, session_volumes  # noqa: E402
+from sessions_bench import DEFAULT_FRAME, run_and_report, session_volumes  # noqa: E402
 from slicer_bench import (  # noqa: E402
     OUT,
     describe_machine,
@@ -256,17 +254,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    if args.report:
-        print(report(json.loads(args.report.read_text())))
-        return 0
-    result = run(args)
-    OUT.mkdir(parents=True, exist_ok=True)
-    path = OUT / f"drag-{dt.datetime.now():%Y%m%d-%H%M%S}.json"
-    path.write_text(json.dumps(result, indent=1, default=str))
-    print(report(result))
-    print(f"\nresults: {path}")
-    return 0
+    return run_and_report(parse_args(argv), run, report, "drag")
 
 
 if __name__ == "__main__":

@@ -524,18 +524,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def run_and_report(args: argparse.Namespace, run, report, prefix: str) -> int:
+    """A benchmark's ``main``: with ``--report`` print an earlier run's table; else ``run``,
+    save the result as ``benchmarks/out/<prefix>-<timestamp>.json`` and print its table."""
     if args.report:
         print(report(json.loads(args.report.read_text())))
         return 0
     r = run(args)
     OUT.mkdir(parents=True, exist_ok=True)
-    path = OUT / f"sessions-{dt.datetime.now():%Y%m%d-%H%M%S}.json"
+    path = OUT / f"{prefix}-{dt.datetime.now():%Y%m%d-%H%M%S}.json"
     path.write_text(json.dumps(r, indent=1, default=str))
     print(report(r))
     print(f"\nresults: {path}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_and_report(parse_args(argv), run, report, "sessions")
 
 
 if __name__ == "__main__":
