@@ -2,7 +2,7 @@
 
 Four costs Panel adds to every change of a widget's value, each removed here for the
 scrubbing widgets only (measured with nine sessions dragging on one server; see
-docs/performance.md, "The server's share"):
+docs/performance.md, "Trimming Panel's per-step work"):
 
 - **the 50 ms hold.** Panel holds every change from the browser for 50 ms
   (``Syncable._debounce``) to gather attributes changed together into one batch. A slice
@@ -56,7 +56,7 @@ def _editable(obj: Any, names: Iterable[str]) -> Iterator[None]:
 class _Lean:
     """Mixin for Panel components updated at every scrub step."""
 
-    _busy__ignore: ClassVar[list[str]] = ["value", "value_throttled"]
+    _busy__ignore: ClassVar[list[str]] = sorted(_STEP_EVENTS)
 
     def _update_properties(self, *events: Any, doc: Any) -> dict[str, Any]:
         if any(event.name == "stylesheets" for event in events):
