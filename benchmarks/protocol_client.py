@@ -83,7 +83,8 @@ def _subtree(start: str, by_id: dict[str, dict]) -> set[str]:
 
 
 def find_slicer_models(doc: dict) -> dict[str, str]:
-    """Ids of the slice slider, the slice figure and the image's data source in a slicer page.
+    """Ids of the slice slider (and its number box), the slice figure, the image's data source
+    and the page's location (address bar) in a slicer page.
 
     The slider is the ``Slider`` inside the widget with the CSS class ``dashapp-index``; the
     figure is the one holding the image mapper named ``slice-image-mapper``; the source is the
@@ -116,7 +117,24 @@ def find_slicer_models(doc: dict) -> dict[str, str]:
             sources.append(i)
     if not (sliders and figures and sources):
         raise LookupError(f"slider {sliders}, figure {figures}, source {sources}")
-    return {"slider": sliders[0], "figure": figures[0], "source": sources[0]}
+    location = [i for i, o in by_id.items() if str(o.get("name", "")).endswith("Location")]
+    boxes = named(_subtree(index[0], by_id), "Spinner")  # the slider's number box
+    return {
+        "slider": sliders[0],
+        "box": boxes[0] if boxes else "",
+        "figure": figures[0],
+        "source": sources[0],
+        "location": location[0] if location else "",
+    }
+
+
+def _changes(content: dict) -> list[tuple[str, str, Any]]:
+    out = []
+    for event in content.get("events", []):
+        new = event.get("new")
+        small = new if isinstance(new, (str, int, float, bool)) or new is None else "..."
+        out.append((event.get("model", {}).get("id", ""), event.get("attr", event["kind"]), small))
+    return out
 
 
 class ProtocolSession:
@@ -126,9 +144,19 @@ class ProtocolSession:
     server reads each slice at that many pixels).
     """
 
-    def __init__(self, loop: ClientLoop, url: str, frame: tuple[int, int], name: str = "") -> None:
+    def __init__(
+        self,
+        loop: ClientLoop,
+        url: str,
+        frame: tuple[int, int],
+        name: str = "",
+        record: bool = False,
+    ) -> None:
         self.loop, self.url, self.frame, self.name = loop, url, frame, name
         self.ids: dict[str, str] = {}
+        #: With ``record``: every ``PATCH-DOC`` the server sent after the page opened, as
+        #: ``(arrival time, [(model id, attribute or event kind, new value if small), ...])``.
+        self.patches: list[tuple[float, list[tuple[str, str, Any]]]] | None = [] if record else None
         self.value: int | None = None
         self.ws: Any = None
         self._frames: asyncio.Queue | None = None
@@ -220,6 +248,8 @@ class ProtocolSession:
                 header, content, buffers = await self._receive()
                 if header["msgtype"] != "PATCH-DOC":
                     continue
+                if self.patches is not None:
+                    self.patches.append((time.perf_counter(), _changes(content)))
                 for event in content.get("events", []):
                     if event.get("model", {}).get("id") == source and event.get("attr") == "data":
                         nbytes = sum(len(b) for b in buffers)

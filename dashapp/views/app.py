@@ -7,6 +7,7 @@ import html
 import logging
 import os
 import threading
+import time
 from collections.abc import Mapping
 from functools import partial
 from pathlib import Path
@@ -304,9 +305,11 @@ class SlicerApp(pn.viewable.Viewer):
             self._message.visible = False
 
     #: Seconds the address bar waits for the view to rest: a drag sends the browser image
-    #: frames, not a location change (and its echo back) per step.
+    #: frames, not a location change (and its echo back) per step; the address is written
+    #: once the view has not changed for this long.
     URL_DELAY = 0.25
     _url_pending = False
+    _url_due = 0.0
 
     def _sync_url(self, *events: param.parameterized.Event) -> None:
         loc = pn.state.location
@@ -319,12 +322,21 @@ class SlicerApp(pn.viewable.Viewer):
         query = to_query(self.slice_state)
         doc = pn.state.curdoc
         if doc is not None and doc.session_context is not None and self.URL_DELAY:
+            self._url_due = time.monotonic() + self.URL_DELAY
             if not self._url_pending:
-                self._url_pending = on_session(doc, partial(self._write_url, loc), self.URL_DELAY)
+                rested = partial(self._url_rested, loc, doc)
+                self._url_pending = on_session(doc, rested, self.URL_DELAY)
         else:
             self._write_url(loc)
         if self._views is not None and query.get("dataset"):
             self._views.update(query, self.slice_state.view(), file=self.slice_state.file)
+
+    def _url_rested(self, loc: Any, doc: Any) -> None:
+        wait = self._url_due - time.monotonic()
+        if wait > 0.005:  # changed again meanwhile: wait for the rest of the pause
+            self._url_pending = on_session(doc, partial(self._url_rested, loc, doc), wait)
+            return
+        self._write_url(loc)
 
     def _write_url(self, loc: Any) -> None:
         """Put the current view in the address bar (the link that reopens it)."""

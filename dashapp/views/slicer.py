@@ -134,6 +134,7 @@ class Slicer(pn.viewable.Viewer):
         self._file_problem = ""
         self._watch_label = ""
         self._last_position: tuple[int, int] | None = None
+        self._extent: tuple | None = None  # (dataset info, displayed axes), full extent
         self._build_watch = None
         self._read_ms = 0.0
         self._build_widgets()
@@ -634,10 +635,18 @@ class Slicer(pn.viewable.Viewer):
 
     # ------------------------------------------------------------------ ranges and zoom
     def _full_extent(self) -> tuple[tuple[float, float], tuple[float, float]]:
+        # Asked at every slice step (how many pixels the view covers); the same for the
+        # whole plane, so computed once per dataset and displayed pair of axes.
         st = self.state
-        row, col = st.info.axes[int(st.display[0])], st.info.axes[int(st.display[1])]
+        key = (st.info, int(st.display[0]), int(st.display[1]))
+        cached = self._extent
+        if cached is not None and cached[0][0] is key[0] and cached[0][1:] == key[1:]:
+            return cached[1]
+        row, col = st.info.axes[key[1]], st.info.axes[key[2]]
         re, ce = np.sort(row.edges()), np.sort(col.edges())
-        return (float(ce[0]), float(ce[-1])), (float(re[0]), float(re[-1]))
+        extent = (float(ce[0]), float(ce[-1])), (float(re[0]), float(re[-1]))
+        self._extent = (key, extent)
+        return extent
 
     def _new_plane(self) -> None:
         st = self.state

@@ -71,6 +71,21 @@ def test_axis_widget_lists_named_axes_and_changes_the_plane(vol):
     assert slicer._index.end == 29
 
 
+def test_the_plane_extent_follows_the_axis_and_is_computed_once_per_plane(vol):
+    slicer = Slicer(vol, dataset="/model", axis=2)
+
+    def expected():
+        st = slicer.state
+        row, col = (st.info.axes[int(d)].edges() for d in st.display)
+        return (col.min(), col.max()), (row.min(), row.max())
+
+    first = slicer._full_extent()
+    assert first == expected()
+    assert slicer._full_extent() is first  # asked at every slice step: kept for the plane
+    slicer._axis.value = 0
+    assert slicer._full_extent() == expected() != first
+
+
 def test_colour_settings_never_move_the_image_mapper(vol):
     slicer = Slicer(vol, dataset="/model")
     image_before, data_before = slicer.image, slicer.plot.source.data["image"][0]

@@ -13,6 +13,8 @@ from __future__ import annotations
 import concurrent.futures as cf
 import itertools
 import sys
+import time
+from urllib.parse import parse_qs
 
 import h5py
 import numpy as np
@@ -25,6 +27,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from protocol_client import ClientLoop, ProtocolSession
 
 SESSIONS, STEPS = 8, 150
+STEPS_ONE = 80
 
 
 def test_the_fix_wraps_panels_dispatcher_once():
@@ -69,3 +72,37 @@ def test_every_step_of_eight_sessions_dragging_at_once_gets_its_picture(tmp_path
     assert not any(missing.values()), f"steps whose picture never came: {missing}"
     # Each picture is the 256 x 256 plane, as float32, and nothing bigger.
     assert {nbytes for r in results for _, _, nbytes in r} == {256 * 256 * 4}
+
+
+def test_a_drag_sets_the_address_once_the_hand_rests(tmp_path, serve):
+    """The address bar (the link to this view) is written when the view has not changed for
+    a quarter second, with the final position; not every quarter second during a drag (each
+    write is a location change sent to the browser and echoed back)."""
+    with h5py.File(tmp_path / "v.h5", "w") as f:
+        f["volume"] = np.random.default_rng(5).random((96, 128, 128), dtype=np.float32)
+    server = serve(tmp_path)
+    loop = ClientLoop()
+    session = ProtocolSession(
+        loop, f"{server.url}?file=v.h5&dataset=volume&axis=0&index=10", (500, 500), "s", True
+    ).open(timeout=60)
+    try:
+        session.step(1)
+        time.sleep(1.0)
+        session.patches.clear()
+        t0 = time.perf_counter()
+        for _ in range(STEPS_ONE):
+            assert session.step(1, timeout=10)[0] is not None
+        seconds = time.perf_counter() - t0
+        time.sleep(1.5)  # longer than the address bar's wait
+    finally:
+        session.close()
+        loop.close()
+    ids = session.ids
+    assert ids["location"]
+    address = [v for _, ch in session.patches for m, a, v in ch if m == ids["location"]]
+    assert address, "the address bar never showed the view"
+    assert parse_qs(address[-1].lstrip("?"))["index"] == [str(session.value)]
+    # Rewritten during the drag only after a pause of > 0.25 s between two steps (a busy
+    # machine); a write every 0.25 s would be about seconds / 0.25 of them.
+    assert len(address) <= 3, f"{len(address)} address writes in a {seconds:.1f} s drag"
+    assert seconds > 1.0, "the drag was too short to tell a pause from a period"
