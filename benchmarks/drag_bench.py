@@ -16,8 +16,12 @@ servers is shared out (this machine is shared and noisy):
 1. **together**: ``--waves`` waves in which every session steps at the same moment (the worst
    case: ten users pressing at once); step → picture latency;
 2. **dragging**: every session drags without pause (the next step as soon as the last picture
-   came, reversing every 20 steps) for ``--seconds``; pictures served per second in all and
-   the step latency.
+   came, reversing every 20 steps) for ``--seconds``; pictures served per second in all,
+   the step latency, and the server's CPU time per picture: in its event loop(s) (the main
+   thread, where Panel and Bokeh run: what one process can do at most is 1 / that) and in
+   all its threads (with the chunk reading and decoding). The CPU figures depend less on
+   the neighbours' load than the rates, and they separate "the server's loop is full" from
+   "the machine is full" (here the protocol clients share the server's two cores).
 
 Prints a table (per server: medians over its rounds) and writes the samples as JSON to
 ``benchmarks/out/drag-<timestamp>.json``.
@@ -37,6 +41,8 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
@@ -94,8 +100,42 @@ def together(sessions: list[ProtocolSession], waves: int, timeout: float) -> lis
     return out
 
 
-def dragging(sessions: list[ProtocolSession], seconds: float, timeout: float) -> dict[str, Any]:
-    """Every session drags without pause for ``seconds``."""
+def server_cpu(pid: int) -> dict[int, tuple[float, float]]:
+    """CPU seconds so far of the server's processes: ``{pid: (event-loop thread, all threads)}``.
+
+    The event loop runs in each process's main thread (thread id = pid); the other threads
+    read and decode chunks. With ``--num-procs`` the children serve and the parent waits.
+    """
+    out = {}
+    root = psutil.Process(pid)
+    for proc in [root, *root.children(recursive=True)]:
+        try:
+            main = next(t for t in proc.threads() if t.id == proc.pid)
+            total = proc.cpu_times()
+            out[proc.pid] = (main.user_time + main.system_time, total.user + total.system)
+        except (psutil.Error, StopIteration):
+            continue
+    return out
+
+
+def cpu_per_picture(before: dict, after: dict, pictures: int, seconds: float) -> dict[str, float]:
+    """Server CPU ms per picture served (event loops; whole server) and the busiest loop's
+    share of the wall time, from two :func:`server_cpu` readings."""
+    loops = {p: after[p][0] - before.get(p, (0.0, 0.0))[0] for p in after}
+    total = sum(after[p][1] - before.get(p, (0.0, 0.0))[1] for p in after)
+    n = max(pictures, 1)
+    return {
+        "loop_ms": 1000 * sum(loops.values()) / n,
+        "server_ms": 1000 * total / n,
+        "busiest_loop": max(loops.values(), default=0.0) / seconds,
+    }
+
+
+def dragging(
+    sessions: list[ProtocolSession], seconds: float, timeout: float, pid: int | None = None
+) -> dict[str, Any]:
+    """Every session drags without pause for ``seconds`` (``pid``: the server, whose CPU
+    time per picture is measured too)."""
     stop = threading.Event()
     samples: list[float | None] = []
     lock = threading.Lock()
@@ -107,6 +147,7 @@ def dragging(sessions: list[ProtocolSession], seconds: float, timeout: float) ->
             if stop.is_set():
                 return
 
+    cpu0 = server_cpu(pid) if pid is not None else {}
     t0 = time.perf_counter()
     with cf.ThreadPoolExecutor(len(sessions)) as pool:
         futures = [pool.submit(drag, s) for s in sessions]
@@ -115,7 +156,10 @@ def dragging(sessions: list[ProtocolSession], seconds: float, timeout: float) ->
         for f in futures:
             f.result()
     elapsed = time.perf_counter() - t0
-    return {"seconds": elapsed, "steps": samples, "per_s": len(samples) / elapsed}
+    out = {"seconds": elapsed, "steps": samples, "per_s": len(samples) / elapsed}
+    if pid is not None:
+        out |= cpu_per_picture(cpu0, server_cpu(pid), len(samples), elapsed)
+    return out
 
 
 def _stats(values: list[float | None]) -> dict[str, Any]:
@@ -169,7 +213,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 try:
                     time.sleep(1)
                     waves = together(sessions, args.waves, args.timeout)
-                    drag = dragging(sessions, args.seconds, args.timeout)
+                    drag = dragging(sessions, args.seconds, args.timeout, v.server.proc.pid)
                 finally:
                     for s in sessions:
                         s.close()
@@ -178,13 +222,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         "together": waves,
                         "drag_steps": drag["steps"],
                         "drag_per_s": drag["per_s"],
+                        "loop_ms": drag["loop_ms"],
+                        "server_ms": drag["server_ms"],
+                        "busiest_loop": drag["busiest_loop"],
                         "peak_rss_mb": v.server.sampler.window_peak / 2**20,
                     }
                 )
                 log(
                     f"  together median {_stats(waves)['median']:.0f} ms; "
                     f"dragging {drag['per_s']:.1f} pictures/s, "
-                    f"median step {_stats(drag['steps'])['median']:.0f} ms"
+                    f"median step {_stats(drag['steps'])['median']:.0f} ms; server CPU per "
+                    f"picture {drag['loop_ms']:.1f} ms event loop, {drag['server_ms']:.1f} ms "
+                    f"in all; busiest loop {100 * drag['busiest_loop']:.0f} %"
                 )
     finally:
         for v in variants:
@@ -206,6 +255,19 @@ def _f(v: float | None) -> str:
     return "–" if v is None else f"{v:,.0f}"
 
 
+def _cpu(rounds: list[dict[str, Any]]) -> str:
+    if not all("loop_ms" in rd for rd in rounds):  # a run from before these were measured
+        return "–"
+    loop = median([rd["loop_ms"] for rd in rounds])
+    return f"{loop:.1f} / {median([rd['server_ms'] for rd in rounds]):.1f}"
+
+
+def _busy(rounds: list[dict[str, Any]]) -> str:
+    if not all("busiest_loop" in rd for rd in rounds):
+        return "–"
+    return f"{100 * median([rd['busiest_loop'] for rd in rounds]):.0f} %"
+
+
 def report(r: dict[str, Any]) -> str:
     s = r["settings"]
     lines = [
@@ -213,8 +275,9 @@ def report(r: dict[str, Any]) -> str:
         f"servers alternated; together: {s['waves']} waves; dragging: {s['seconds']} s",
         "",
         "| server | commit | procs | together median | together p95 | dragging pictures/s "
-        "(per round) | dragging step median | timeouts | peak RSS |",
-        "|---|---|---:|---:|---:|---|---:|---:|---:|",
+        "(per round) | dragging step median | server CPU ms per picture: event loop / all "
+        "| busiest loop | timeouts | peak RSS |",
+        "|---|---|---:|---:|---:|---|---:|---:|---:|---:|---:|",
     ]
     for v in r["variants"]:
         waves = [x for rd in v["rounds"] for x in rd["together"]]
@@ -224,7 +287,8 @@ def report(r: dict[str, Any]) -> str:
         lines.append(
             f"| {v['label']} | {v['commit']} | {v['procs']} | {_f(tw['median'])} ms | "
             f"{_f(tw['p95'])} ms | {median(rates):.1f} ({', '.join(f'{x:.1f}' for x in rates)}) "
-            f"| {_f(ts['median'])} ms | {tw['timeouts'] + ts['timeouts']} | "
+            f"| {_f(ts['median'])} ms | {_cpu(v['rounds'])} | {_busy(v['rounds'])} | "
+            f"{tw['timeouts'] + ts['timeouts']} | "
             f"{max(rd['peak_rss_mb'] for rd in v['rounds']):,.0f} MB |"
         )
     base = r["variants"][0]
