@@ -25,6 +25,7 @@ is given (the cluster of the app's Dask pane), else on local threads, and report
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
@@ -32,8 +33,9 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from itertools import islice, product
 from pathlib import Path
@@ -155,6 +157,9 @@ class _Meta:
 class Pyramid:
     """A built, valid pyramid: read any slice region of any level."""
 
+    #: Set on the pyramid :func:`build_pyramid` returns when another process built it.
+    built_elsewhere = False
+
     def __init__(self, directory: Path, meta: _Meta) -> None:
         self.dir = directory
         self.meta = meta
@@ -233,7 +238,10 @@ def open_pyramid(
     path: str | os.PathLike[str], dataset: str, root: Path | None = None
 ) -> Pyramid | None:
     """The pyramid of ``dataset`` if one was built for the file as it is now, else None."""
-    directory = pyramid_dir(path, dataset, root)
+    return _fresh(pyramid_dir(path, dataset, root), path)
+
+
+def _fresh(directory: Path, path: str | os.PathLike[str]) -> Pyramid | None:
     meta = _read_meta(directory)
     if meta is None or meta.version != PYRAMID_VERSION:
         return None
@@ -246,6 +254,46 @@ def open_pyramid(
 
 
 # ---------------------------------------------------------------------------- building
+@contextmanager
+def _build_lock(
+    directory: Path, cancel: threading.Event | None, on_wait: Callable[[], None] | None
+) -> Iterator[bool]:
+    """Hold the build lock of the pyramid in ``directory``; yields True if it had to wait.
+
+    One pyramid, one builder, across processes: the app served with ``--num-procs``, a
+    notebook and ``panel serve`` of the same person, or two users with one shared cache.
+    Whoever comes second waits (``on_wait`` is called once) and then finds the pyramid built.
+    An ``flock`` on ``<directory>.lock``: released by the kernel if its holder dies. On a
+    filesystem without ``flock`` the build goes ahead unlocked.
+    """
+    lock_path = directory.with_name(directory.name + ".lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a") as fh:
+        waited = False
+        locked = True
+        while True:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if not waited and on_wait is not None:
+                    on_wait()
+                waited = True
+                if cancel is not None and cancel.wait(0.5):
+                    raise DashappError("pyramid build cancelled") from None
+                if cancel is None:
+                    time.sleep(0.5)
+            except OSError as exc:  # no flock here (some network filesystems)
+                log.info("no build lock for %s (%s): building unlocked", directory, exc)
+                locked = False
+                break
+        try:
+            yield waited
+        finally:
+            if locked:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def _mean2(block: np.ndarray, dims: tuple[int, ...] | None = None) -> np.ndarray:
     """NaN-aware mean over pairs of cells along ``dims`` (default: all; 2x2 in a plane, 2x2x2
     in a volume); odd edges are padded with NaN."""
@@ -401,8 +449,12 @@ def build_pyramid(
     progress: Callable[[float], None] | None = None,
     cancel: threading.Event | None = None,
     workers: int | None = None,
+    on_wait: Callable[[], None] | None = None,
 ) -> Pyramid:
     """Build the pyramid of a 2-D or 3-D real dataset; returns it when complete.
+
+    If another process is building the same pyramid, waits for it (calling ``on_wait``) and
+    returns its result, building only if that one failed.
 
     Parameters
     ----------
@@ -416,11 +468,31 @@ def build_pyramid(
         Called with the fraction done (0-1) as blocks complete.
     cancel
         Set it to stop the build (raises :class:`DashappError`).
+    on_wait
+        Called if the build waits for another process's build of the same pyramid.
     """
     if info.ndim not in (2, 3) or info.kind not in ("bool", "int", "uint", "float"):
         raise DashappError(f"{info.path}: pyramids are built for 2-D and 3-D real datasets only")
-    t0 = time.perf_counter()
     directory = directory or pyramid_dir(info.file, info.path)
+    with _build_lock(directory, cancel, on_wait) as waited:
+        built = _fresh(directory, info.file) if waited else None
+        if built is not None:
+            built.built_elsewhere = True
+            if progress:
+                progress(1.0)
+            return built
+        return _build(info, directory, client, progress, cancel, workers)
+
+
+def _build(
+    info: DatasetInfo,
+    directory: Path,
+    client: Any,
+    progress: Callable[[float], None] | None,
+    cancel: threading.Event | None,
+    workers: int | None,
+) -> Pyramid:
+    t0 = time.perf_counter()
     stamp = _stamp(info.file)
     shapes = level_shapes(info.shape)
     nlevels = len(shapes) - 1
@@ -647,11 +719,17 @@ class PyramidManager:
                 st.progress = fraction
                 st.message = f"building overview levels {where}: {fraction:.0%}"
 
+            def waiting(st: BuildStatus = st) -> None:
+                st.message = "another process is building these overview levels: waiting for it"
+
             try:
-                build_pyramid(info, client=client, progress=report, cancel=cancel)
+                pyramid = build_pyramid(
+                    info, client=client, progress=report, cancel=cancel, on_wait=waiting
+                )
                 st.state, st.progress = "ready", 1.0
                 st.seconds = time.time() - st.started
-                st.message = f"overview levels ready (built {where} in {st.seconds:.0f} s)"
+                how = "by another process" if pyramid.built_elsewhere else where
+                st.message = f"overview levels ready (built {how} in {st.seconds:.0f} s)"
             except Exception as exc:
                 st.state = "failed"
                 st.message = f"overview levels could not be built: {exc}"

@@ -245,3 +245,90 @@ def test_a_build_holds_a_few_blocks_in_memory_not_all_of_them(tmp_path):
     finally:
         tracemalloc.stop()
     assert peak < all_levels / 4, (peak, all_levels)
+
+
+_HOLDER = """
+import sys
+from dashapp.data import describe
+from dashapp.data import pyramid as pyr
+pyr.BLOCK, pyr.COARSEST = 32, 8
+info = describe(sys.argv[1], "/v")
+directory = pyr.pyramid_dir(info.file, info.path)
+with pyr._build_lock(directory, None, None):
+    print("locked", flush=True)
+    if sys.stdin.readline().strip() == "build":
+        pyr._build(info, directory, None, None, None, None)
+"""
+
+
+def _other_process_holds_the_build_lock(path):
+    """A second process (as a second server process or a notebook would be) that has taken
+    the build lock of ``path``'s pyramid; it builds when told "build"."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, str(path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout.readline().strip() == "locked"
+    return child
+
+
+def _counting_builds(monkeypatch):
+    calls = []
+    build = pyr._build
+    monkeypatch.setattr(pyr, "_build", lambda *a: calls.append(a[0].path) or build(*a))
+    return calls
+
+
+def _wait_for_message(manager, info, text, timeout=20):
+    deadline = time.monotonic() + timeout
+    while text not in manager.status(info).message:
+        assert time.monotonic() < deadline, manager.status(info)
+        time.sleep(0.05)
+    return manager.status(info)
+
+
+def test_two_processes_build_one_pyramid_the_second_waits_for_the_first(tmp_path, monkeypatch):
+    data = _volume()
+    path = tmp_path / "v.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("v", data=data, chunks=(16, 16, 16), compression="gzip")
+    info = describe(path, "/v")
+    builds = _counting_builds(monkeypatch)
+    child = _other_process_holds_the_build_lock(path)
+    try:
+        manager = PyramidManager(min_bytes=0)
+        manager.ensure(info)
+        st = _wait_for_message(manager, info, "another process is building")
+        assert st.state == "building"
+        child.stdin.write("build\n")
+        child.stdin.flush()
+        assert child.wait(120) == 0
+    finally:
+        child.kill()
+    st = manager.wait(info)
+    assert st.state == "ready"
+    assert "by another process" in st.message
+    assert builds == []  # this process built nothing
+    ref = reference_level(data, 1, axis=0)
+    got = open_pyramid(path, "/v").read(1, 0, 9, (0, ref.shape[1]), (0, ref.shape[2]))
+    np.testing.assert_allclose(got, ref[9], rtol=1e-6)
+
+
+def test_a_builder_that_dies_holding_the_lock_does_not_block_the_build(tmp_path, monkeypatch):
+    path = tmp_path / "v.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("v", data=_volume(), chunks=(16, 16, 16))
+    info = describe(path, "/v")
+    builds = _counting_builds(monkeypatch)
+    child = _other_process_holds_the_build_lock(path)
+    manager = PyramidManager(min_bytes=0)
+    manager.ensure(info)
+    _wait_for_message(manager, info, "another process is building")
+    child.kill()  # the kernel releases its flock
+    child.wait(10)
+    st = manager.wait(info)
+    assert st.state == "ready"
+    assert "on this server" in st.message
+    assert builds == ["/v"]
