@@ -225,12 +225,25 @@ class PanelServer:
         if self.sampler is not None:
             self.sampler.stop()
         if self.proc is not None and self.proc.poll() is None:
+            # With --num-procs the serving processes are children of this one; Tornado's
+            # parent does not take them down with it when terminated.
+            try:
+                children = psutil.Process(self.proc.pid).children(recursive=True)
+            except psutil.Error:
+                children = []
             self.proc.terminate()
             try:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
+            for child in children:
+                with contextlib.suppress(psutil.Error):
+                    child.terminate()
+            _, alive = psutil.wait_procs(children, timeout=10)
+            for child in alive:
+                with contextlib.suppress(psutil.Error):
+                    child.kill()
         if self._log is not None:
             self._log.close()
             self._log = None
