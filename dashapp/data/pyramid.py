@@ -650,8 +650,8 @@ class PyramidManager:
         if pyr is not None:
             with self._lock:
                 st = self._status.setdefault(self._key(info), BuildStatus())
-                if st.state != "ready":
-                    st.state, st.progress = "ready", 1.0
+                if st.state != "ready":  # (found on disk: maybe another process built it)
+                    st.state, st.progress, st.message = "ready", 1.0, "overview levels ready"
         return pyr
 
     def status(self, info: DatasetInfo) -> BuildStatus:
