@@ -268,6 +268,7 @@ def _build_lock(
     """
     lock_path = directory.with_name(directory.name + ".lock")
     lock_path.parent.mkdir(parents=True, exist_ok=True)
+    stop = cancel if cancel is not None else threading.Event()  # (never set: a plain wait)
     with open(lock_path, "a") as fh:
         waited = False
         locked = True
@@ -279,10 +280,8 @@ def _build_lock(
                 if not waited and on_wait is not None:
                     on_wait()
                 waited = True
-                if cancel is not None and cancel.wait(0.5):
+                if stop.wait(0.5):
                     raise DashappError("pyramid build cancelled") from None
-                if cancel is None:
-                    time.sleep(0.5)
             except OSError as exc:  # no flock here (some network filesystems)
                 log.info("no build lock for %s (%s): building unlocked", directory, exc)
                 locked = False
