@@ -134,7 +134,7 @@ class Slicer(pn.viewable.Viewer):
         self._file_problem = ""
         self._watch_label = ""
         self._last_position: tuple[int, int] | None = None
-        self._extent: tuple | None = None  # (dataset info, displayed axes), full extent
+        self._extent: tuple | None = None  # (dataset info, displayed axes, full extent)
         self._build_watch = None
         self._read_ms = 0.0
         self._build_widgets()
@@ -638,14 +638,13 @@ class Slicer(pn.viewable.Viewer):
         # Asked at every slice step (how many pixels the view covers); the same for the
         # whole plane, so computed once per dataset and displayed pair of axes.
         st = self.state
-        key = (st.info, int(st.display[0]), int(st.display[1]))
-        cached = self._extent
-        if cached is not None and cached[0][0] is key[0] and cached[0][1:] == key[1:]:
-            return cached[1]
-        row, col = st.info.axes[key[1]], st.info.axes[key[2]]
+        display = (int(st.display[0]), int(st.display[1]))
+        if self._extent is not None and self._extent[0] is st.info and self._extent[1] == display:
+            return self._extent[2]
+        row, col = st.info.axes[display[0]], st.info.axes[display[1]]
         re, ce = np.sort(row.edges()), np.sort(col.edges())
         extent = (float(ce[0]), float(ce[-1])), (float(re[0]), float(re[-1]))
-        self._extent = (key, extent)
+        self._extent = (st.info, display, extent)
         return extent
 
     def _new_plane(self) -> None:
