@@ -12,7 +12,14 @@ server. For the common storage layouts this module bypasses that:
 
 Decoded chunks go to :data:`CHUNK_CACHE`, an LRU bounded in bytes, so scrubbing through a
 64-slice-thick chunk layer decompresses it once; :meth:`DirectReader.prefetch` warms the next
-layer in the direction the user is moving. Any other layout (virtual, external, compact, other
+layer in the direction the user is moving.
+
+A read can also ask for an overview **level**: each chunk is decoded, reduced by 2x2 means in
+the slice plane ``level`` times (the same cells as :mod:`.pyramid`'s levels) and cached reduced.
+A 2048^2 slice of 64^3 chunks is 1 GB of decoded chunks, more than the cache holds, but 256 MB
+at level 1: scrubbing through that chunk layer before any pyramid exists then decodes it once.
+
+Any other layout (virtual, external, compact, other
 filters such as Blosc or LZF, non-numeric types) returns ``None`` from :func:`direct_reader` and
 callers fall back to h5py.
 """
@@ -35,7 +42,7 @@ import numpy as np
 
 from .files import H5_OBJECT_LOCK, h5_errors, open_file
 
-__all__ = ["CHUNK_CACHE", "ChunkCache", "DirectReader", "direct_reader"]
+__all__ = ["CHUNK_CACHE", "ChunkCache", "DirectReader", "direct_reader", "reducible_levels"]
 
 _DEFLATE, _SHUFFLE, _FLETCHER32 = 1, 2, 3
 _SUPPORTED_FILTERS = {_DEFLATE, _SHUFFLE, _FLETCHER32}
@@ -141,8 +148,31 @@ class DirectReader:
         self._prefetching: set[tuple] = set()
 
     # ------------------------------------------------------------------ chunks
-    def _chunk_key(self, offset: tuple[int, ...]) -> tuple:
-        return (*self.key, offset)
+    def _chunk_key(self, offset: tuple[int, ...], level: int = 0, dims: tuple = ()) -> tuple:
+        return (*self.key, offset) if level == 0 else (*self.key, offset, level, dims)
+
+    def _fetch(self, offset: tuple[int, ...], level: int = 0, dims: tuple = ()) -> np.ndarray:
+        """The chunk at ``offset``, decoded, and at ``level`` > 0 reduced in ``dims``."""
+        block = self._decode(offset)
+        return block if level == 0 else self._reduce(block, offset, level, dims)
+
+    def _reduce(
+        self, block: np.ndarray, offset: tuple[int, ...], level: int, dims: tuple
+    ) -> np.ndarray:
+        """A decoded chunk as float32 means of 2x2 cells along ``dims``, ``level`` times.
+
+        The chunk is first cut to the dataset's bounds, so its cells are exactly those of the
+        dataset's own levels (chunk origins are multiples of ``2**level`` along ``dims``).
+        """
+        from .pyramid import _mean2, _to_float
+
+        inside = tuple(
+            slice(0, min(c, n - o)) for c, n, o in zip(self.chunks, self.shape, offset, strict=True)
+        )
+        arr = _to_float(block[inside])
+        for _ in range(level):
+            arr = _mean2(arr, dims)
+        return arr
 
     def _locate(self, offset: tuple[int, ...]) -> tuple[int, int, int] | None:
         """``(byte_offset, size, filter_mask)`` of the chunk at ``offset``; None if unallocated."""
@@ -198,50 +228,88 @@ class DirectReader:
             CHUNK_CACHE.put(key, arr)
         return arr
 
-    def _fits(self, nchunks: int) -> bool:
-        """Whether ``nchunks`` decoded chunks fit in half of :data:`CHUNK_CACHE`."""
-        chunk_bytes = math.prod(self.chunks) * self.dtype.itemsize
+    def _fits(self, nchunks: int, level: int = 0, dims: tuple = ()) -> bool:
+        """Whether ``nchunks`` chunks (at ``level``) fit in half of :data:`CHUNK_CACHE`."""
+        if level == 0:
+            chunk_bytes = math.prod(self.chunks) * self.dtype.itemsize
+        else:  # float32, reduced along dims
+            chunk_bytes = 4 * math.prod(
+                c >> level if d in dims else c for d, c in enumerate(self.chunks)
+            )
         return nchunks * chunk_bytes <= CHUNK_CACHE.max_bytes // 2
 
-    def _chunk_offsets(self, sel: Sequence[int | slice]) -> list[tuple[int, ...]]:
+    def level_shape(self, level: int = 0, dims: tuple = ()) -> tuple[int, ...]:
+        """The dataset's shape at ``level`` (dims along ``dims`` halved ``level`` times)."""
+        k = 2**level
+        return tuple(-(-n // k) if d in dims else n for d, n in enumerate(self.shape))
+
+    def _chunk_offsets(
+        self, sel: Sequence[int | slice], level: int = 0, dims: tuple = ()
+    ) -> list[tuple[int, ...]]:
+        """Offsets (full-resolution cells) of the chunks that ``sel`` (at ``level``) touches."""
         ranges = []
-        for s, n, c in zip(sel, self.shape, self.chunks, strict=True):
+        shape = self.level_shape(level, dims)
+        for d, (s, n, c) in enumerate(zip(sel, shape, self.chunks, strict=True)):
+            k = 2**level if d in dims else 1
             if isinstance(s, slice):
                 start, stop, _ = s.indices(n)
                 stop = max(stop, start + 1)
+                start, stop = start * k, min(stop * k, self.shape[d])
                 ranges.append(range((start // c) * c, stop, c))
             else:
-                ranges.append([(int(s) // c) * c])
+                ranges.append([(int(s) * k // c) * c])
         return [tuple(o) for o in product(*ranges)]
 
     # ------------------------------------------------------------------ reading
-    def read(self, sel: Sequence[int | slice], cache: bool = True) -> np.ndarray:
+    def read(
+        self,
+        sel: Sequence[int | slice],
+        cache: bool = True,
+        level: int = 0,
+        dims: Sequence[int] = (),
+    ) -> np.ndarray:
         """``dataset[sel]`` for integer indices and slices (steps allowed).
 
         Missing chunks are decoded in parallel and placed as each one lands, so memory holds the
         output plus a few chunks, whatever the number of chunks the selection crosses.
+
+        With ``level`` > 0, ``sel`` indexes the dataset's overview level along ``dims`` (see
+        :meth:`level_shape`; at most :meth:`max_level`): float32 means of ``2**level`` cells
+        per side along ``dims``, equal to :mod:`.pyramid`'s levels. Integer indices along
+        ``dims`` select reduced cells too.
         """
         sel = tuple(sel)
+        dims = tuple(sorted(dims)) if level else ()
         if self.chunks is None:
+            if level:
+                raise ValueError("levels are read from chunked datasets only")
             return self._read_contiguous(sel)
+        if level and level > reducible_levels(self.chunks, dims):
+            raise ValueError(f"chunks {self.chunks} cannot be reduced to level {level}")
+        k = 2**level
         norm = [
             slice(*s.indices(n)) if isinstance(s, slice) else int(s)
-            for s, n in zip(sel, self.shape, strict=True)
+            for s, n in zip(sel, self.level_shape(level, dims), strict=True)
         ]
         out_shape = [len(range(s.start, s.stop, s.step)) for s in norm if isinstance(s, slice)]
-        out = np.empty(out_shape, dtype=self.dtype)
+        out = np.empty(out_shape, dtype=self.dtype if level == 0 else np.float32)
         todo: list[tuple[int, ...]] = []
-        offsets = self._chunk_offsets(sel)
+        offsets = self._chunk_offsets(sel, level, dims)
+
+        def place(block: np.ndarray, offset: tuple[int, ...]) -> None:
+            at = tuple(o // k if d in dims else o for d, o in enumerate(offset))
+            self._place(out, block, at, norm)
+
         # A read whose chunks do not fit in half the cache is not stored: the next slice needs
         # the same chunks again, and an LRU cycling through more than it holds never hits (a
         # 2048^2 slice of 64^3 chunks is 1 GB of decoded chunks); it would only hold memory.
-        keep = cache and self._fits(len(offsets))
+        keep = cache and self._fits(len(offsets), level, dims)
         for offset in offsets:
-            block = CHUNK_CACHE.get(self._chunk_key(offset)) if cache else None
+            block = CHUNK_CACHE.get(self._chunk_key(offset, level, dims)) if cache else None
             if block is None:
                 todo.append(offset)
             else:
-                self._place(out, block, offset, norm)
+                place(block, offset)
         # A sliding window of decodes: all cores busy, few decoded chunks alive at once.
         window = 2 * DECODE_POOL._max_workers
         pending: dict[Future, tuple[int, ...]] = {}
@@ -249,22 +317,22 @@ class DirectReader:
         while todo or pending:
             while todo and len(pending) < window:
                 offset = todo.pop()
-                pending[DECODE_POOL.submit(self._decode, offset)] = offset
+                pending[DECODE_POOL.submit(self._fetch, offset, level, dims)] = offset
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for fut in done:
                 offset = pending.pop(fut)
                 block = fut.result()
                 if keep:
-                    CHUNK_CACHE.put(self._chunk_key(offset), block)
-                self._place(out, block, offset, norm)
+                    CHUNK_CACHE.put(self._chunk_key(offset, level, dims), block)
+                place(block, offset)
         return out
 
     def _place(
         self, out: np.ndarray, block: np.ndarray, offset: tuple[int, ...], norm: list[int | slice]
     ) -> None:
-        """Copy the part of one decoded chunk that the selection ``norm`` covers into ``out``."""
+        """Copy the part of one chunk (its first cell at ``offset``) that ``norm`` covers."""
         src, dst = [], []
-        for s, o, c in zip(norm, offset, self.chunks, strict=True):
+        for s, o, c in zip(norm, offset, block.shape, strict=True):
             if isinstance(s, int):
                 src.append(s - o)
                 continue
@@ -295,32 +363,34 @@ class DirectReader:
         finally:
             del mm
 
-    def prefetch(self, sel: Sequence[int | slice]) -> int:
-        """Decode the chunks of ``sel`` in the background; returns how many were queued.
+    def prefetch(self, sel: Sequence[int | slice], level: int = 0, dims: Sequence[int] = ()) -> int:
+        """Decode the chunks of ``sel`` (at ``level``, as :meth:`read`) in the background;
+        returns how many were queued.
 
         The decodes go through :data:`PREFETCHER`: one at a time beside the reads, and a newer
         prefetch of this dataset replaces the chunks of an older one still waiting.
         """
         if self.chunks is None:
             return 0
-        offsets = self._chunk_offsets(sel)
-        if not self._fits(len(offsets)):  # could not stay cached until it is read
+        dims = tuple(sorted(dims)) if level else ()
+        offsets = self._chunk_offsets(sel, level, dims)
+        if not self._fits(len(offsets), level, dims):  # could not stay cached until it is read
             return 0
         todo = []
         for offset in offsets:
-            key = self._chunk_key(offset)
+            key = self._chunk_key(offset, level, dims)
             if key in CHUNK_CACHE or key in self._prefetching:
                 continue
             self._prefetching.add(key)
-            todo.append(offset)
+            todo.append((offset, level, dims))
         PREFETCHER.add(self, todo)
         return len(todo)
 
-    def _prefetch_one(self, offset: tuple[int, ...]) -> None:
-        key = self._chunk_key(offset)
+    def _prefetch_one(self, job: tuple[tuple[int, ...], int, tuple]) -> None:
+        key = self._chunk_key(*job)
         try:
             if key not in CHUNK_CACHE:
-                CHUNK_CACHE.put(key, self._decode(offset))
+                CHUNK_CACHE.put(key, self._fetch(*job))
         finally:
             self._prefetching.discard(key)
 
@@ -343,14 +413,15 @@ class _Prefetcher:
         self._running = 0
         self._pumping = threading.local()
 
-    def add(self, reader: DirectReader, offsets: Sequence[tuple[int, ...]]) -> None:
+    def add(self, reader: DirectReader, jobs: Sequence[tuple]) -> None:
+        """Queue ``(offset, level, dims)`` decodes of ``reader``, replacing its older ones."""
         with self._lock:
             old = self._pending.pop(reader.key, None)
             if old is not None:
-                for offset in old[1]:
-                    reader._prefetching.discard(reader._chunk_key(offset))
-            if offsets:
-                self._pending[reader.key] = (reader, deque(offsets))
+                for job in old[1]:
+                    reader._prefetching.discard(reader._chunk_key(*job))
+            if jobs:
+                self._pending[reader.key] = (reader, deque(jobs))
         self._pump()
 
     def pending(self) -> int:
@@ -358,7 +429,7 @@ class _Prefetcher:
         with self._lock:
             return self._running + sum(len(q) for _, q in self._pending.values())
 
-    def _take(self) -> tuple[DirectReader, tuple[int, ...]] | None:
+    def _take(self) -> tuple[DirectReader, tuple] | None:
         while self._pending:
             key, (reader, offsets) = next(iter(self._pending.items()))
             if not offsets:
@@ -381,9 +452,9 @@ class _Prefetcher:
                     if job is None:
                         return
                     self._running += 1
-                reader, offset = job
+                reader, item = job
                 try:
-                    future = DECODE_POOL.submit(reader._prefetch_one, offset)
+                    future = DECODE_POOL.submit(reader._prefetch_one, item)
                 except RuntimeError:  # the interpreter is shutting down: drop the rest
                     with self._lock:
                         self._running -= 1
@@ -405,6 +476,17 @@ PREFETCHER = _Prefetcher()
 
 _READERS: OrderedDict[tuple, DirectReader] = OrderedDict()
 _READERS_LOCK = threading.Lock()
+
+
+def reducible_levels(chunks: Sequence[int], dims: Sequence[int], smallest: int = 1) -> int:
+    """How many times chunks can be halved along ``dims`` on their own: each side must split
+    evenly into ``2**level`` parts of at least ``smallest`` cells."""
+    level = 0
+    while dims and all(
+        chunks[d] % 2 ** (level + 1) == 0 and chunks[d] >> (level + 1) >= smallest for d in dims
+    ):
+        level += 1
+    return level
 
 
 def direct_reader(path: str | os.PathLike[str], ds: h5py.Dataset) -> DirectReader | None:

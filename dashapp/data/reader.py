@@ -5,6 +5,12 @@ the chunks that intersect it are touched), converts them to real numbers, flips 
 and downsamples with datashader to at most the plot's pixels. A region too large to read at full
 resolution is read with a stride (and says so) rather than filling memory.
 
+When the screen shows at most half the region's cells both ways, the region is read at an
+overview level: from the dataset's pyramid when one is built, else from its chunks, each
+reduced as it is decoded and cached reduced (:meth:`.chunks.DirectReader.read`), so scrubbing
+a volume whose full-resolution slices outgrow the chunk cache stays fast before its pyramid
+exists. Both give the same cells.
+
 :func:`estimate_range` samples whole chunks spread over a dataset to estimate its value range
 without reading it all.
 """
@@ -16,11 +22,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .chunks import direct_reader
+from .chunks import direct_reader, reducible_levels
 from .dataset import DatasetInfo, check_viewable, is_uniform
 from .errors import Unsupported
 from .files import h5_errors, open_file
-from .pyramid import Pyramid, choose_level, level_edges
+from .pyramid import Pyramid, _mean2, _to_float, choose_level, level_edges, plane_dims
 from .slicing import AGGREGATIONS, COMPLEX_PARTS, build_selection, decimation, index_range
 from .tree import require_dataset
 
@@ -98,7 +104,8 @@ class SliceImage:
     downsampled: bool
     stats: SliceStats
     notes: list[str] = field(default_factory=list)
-    #: Pyramid level read (0 = full resolution), cells read, and where from.
+    #: Overview level read (0 = full resolution), cells read, and where from: "pyramid" (its
+    #: stored levels) or "file" (the dataset; at a level > 0, its chunks reduced on reading).
     level: int = 0
     read_shape: tuple[int, int] = (0, 0)
     source: str = "file"
@@ -255,6 +262,17 @@ def read_slice(
         if not pyramid.has(level, normal):
             level = 0
         use_pyramid = pyramid.has(level, normal)
+    # No stored level to read: reduce the chunks themselves, as they are decoded.
+    dims = plane_dims(info.ndim, normal) if info.ndim in (2, 3) else ()
+    if (
+        not use_pyramid
+        and request.agg == "mean"
+        and dims
+        and info.kind in ("bool", "int", "uint", "float")
+        and info.chunks is not None
+    ):
+        most = reducible_levels(info.chunks, dims, smallest=4)
+        level = choose_level(n_rows, n_cols, out, most + 1)
     k = 2**level
     lr = (fr[0] // k, -(-fr[1] // k))
     lc = (fc[0] // k, -(-fc[1] // k))
@@ -281,7 +299,8 @@ def read_slice(
         sel = build_selection(
             info.shape, request.display, request.indices, lr, lc, (step_r, step_c)
         )
-        raw = _read_source(info, sel, root, normal if info.ndim >= 3 else None, prefetch)
+        at = (level, dims) if level else (0, ())
+        raw = _read_source(info, sel, root, normal if info.ndim >= 3 else None, prefetch, *at)
         if row_dim > col_dim:
             raw = raw.T
     values = to_real(np.asarray(raw), request.part)
@@ -325,7 +344,7 @@ def read_slice(
         downsampled=downsampled,
         stats=stats,
         notes=notes,
-        level=level if use_pyramid else 0,
+        level=level,
         read_shape=tuple(read_shape),
         source="pyramid" if use_pyramid else "file",
     )
@@ -337,15 +356,21 @@ def _read_source(
     root: str | os.PathLike[str] | None,
     normal: int | None,
     prefetch: int,
+    level: int = 0,
+    dims: tuple[int, ...] = (),
 ) -> np.ndarray:
-    """``dataset[sel]``, outside h5py's lock where the layout allows (see :mod:`.chunks`)."""
+    """``dataset[sel]``, outside h5py's lock where the layout allows (see :mod:`.chunks`).
+
+    At ``level`` > 0, ``sel`` indexes the dataset's overview level along ``dims`` (slices
+    there, an integer index elsewhere): float32 means of ``2**level`` cells a side.
+    """
     with open_file(info.file) as f, h5_errors(info.file, info.path):
         ds = require_dataset(f, info.path, root)
         reader = direct_reader(info.file, ds) if not ds.is_virtual else None
         if reader is None:
-            return ds[sel]
+            return ds[sel] if level == 0 else _reduce_region(ds, sel, level, dims)
     with h5_errors(info.file, info.path):
-        values = reader.read(sel)
+        values = reader.read(sel, level=level, dims=dims)
         if prefetch and normal is not None and reader.chunks is not None:
             c = reader.chunks[normal]
             index = int(sel[normal])
@@ -353,8 +378,26 @@ def _read_source(
             if 0 <= layer < reader.shape[normal]:
                 nxt = list(sel)
                 nxt[normal] = layer
-                reader.prefetch(nxt)
+                reader.prefetch(nxt, level=level, dims=dims)
     return values
+
+
+def _reduce_region(ds: object, sel: tuple, level: int, dims: tuple[int, ...]) -> np.ndarray:
+    """A level region through h5py (layouts :mod:`.chunks` cannot read): the full-resolution
+    cells under it, then 2x2 means ``level`` times, then the region's stride."""
+    k = 2**level
+    full: list[int | slice] = []
+    steps: list[int] = []
+    for d, s in enumerate(sel):
+        if d not in dims:
+            full.append(s)
+        else:
+            full.append(slice(s.start * k, min(s.stop * k, ds.shape[d])))
+            steps.append(s.step or 1)
+    arr = _to_float(np.asarray(ds[tuple(full)]))
+    for _ in range(level):
+        arr = _mean2(arr)  # the integer index along the normal is gone: every dim is in-plane
+    return arr[tuple(slice(None, None, st) for st in steps)]
 
 
 @dataclass

@@ -915,9 +915,11 @@ class Slicer(pn.viewable.Viewer):
             value = f" = {axis.coords[i]:g}" if axis.coords is not None else ""
             parts.append(f"{_esc(axis.name)}{value} (index {i})")
         read = f"read {rows:,} × {cols:,} cells"
-        if image.source == "pyramid":
+        if image.level:
             h, w = image.read_shape
             read = f"read {h:,} × {w:,} cells of overview level {image.level} (1:{2**image.level})"
+            if image.source != "pyramid":
+                read += ", averaged from the file's chunks"
         if image.downsampled:
             h, w = image.values.shape
             read += f" → {h} × {w} px ({st.agg})"

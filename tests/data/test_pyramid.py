@@ -126,9 +126,9 @@ def test_slices_read_through_the_pyramid_match_the_level(tmp_path):
     image = read_slice(info, req, pyramid=pyramid)
     assert (image.level, image.source, image.read_shape) == (1, "pyramid", (32, 32))
     direct = read_slice(info, req)
-    assert direct.source == "file"
-    # same picture, within the difference between a mean of means and a mean of cells
-    assert np.nanmax(np.abs(image.values - direct.values)) < 0.05
+    # no pyramid: the same level, reduced from the file's chunks as they are read
+    assert (direct.level, direct.source, direct.read_shape) == (1, "file", (32, 32))
+    np.testing.assert_allclose(direct.values, image.values, rtol=1e-6, atol=1e-7)
     assert image.x == direct.x == (0.0, 640.0)
     # the next slice is that slice, not the same average of two slices
     req41 = SliceRequest("/v", (1, 2), (41, 0, 0), plot_size=(20, 20))
@@ -331,3 +331,111 @@ def test_a_builder_that_dies_holding_the_lock_does_not_block_the_build(tmp_path,
     assert manager.wait(info).state == "ready"
     _wait_for_message(manager, info, "built on this server")
     assert builds == ["/v"]
+
+
+# ---------------------------------------------------------------- levels reduced from chunks
+CHUNK_LEVEL_LAYOUTS = {
+    "gzip": {"chunks": (16, 16, 16), "compression": "gzip", "shuffle": True},
+    "chunked": {"chunks": (16, 32, 16)},
+    "lzf": {"chunks": (16, 16, 16), "compression": "lzf"},  # through h5py, reduced in memory
+}
+
+
+@pytest.mark.parametrize("layout", list(CHUNK_LEVEL_LAYOUTS))
+@pytest.mark.parametrize("axis", [0, 1, 2])
+def test_a_slice_read_at_a_level_from_the_chunks_equals_numpy(tmp_path, layout, axis):
+    """Before any pyramid: the cells of a level, reduced chunk by chunk, equal numpy's means
+    over the whole array (to float32 rounding: a plain mean where a chunk has no NaN), at the odd edges (70 x 54 x 90 is no multiple of the chunks), with a
+    NaN, in a zoomed region and along every axis."""
+    data = _volume()
+    path = tmp_path / "v.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("v", data=data, **CHUNK_LEVEL_LAYOUTS[layout])
+    info = describe(path, "/v")
+    display = tuple(d for d in range(3) if d != axis)
+    index = 3 if axis == 0 else 4  # the slice with the NaN
+    indices = tuple(index if d == axis else 0 for d in range(3))
+    n_rows, n_cols = (data.shape[d] for d in display)
+    # the whole slice on a screen of a quarter of its cells: level 2 (4 x 4 cells a pixel)
+    req = SliceRequest("/v", display, indices, plot_size=(-(-n_rows // 4), -(-n_cols // 4)))
+    image = read_slice(info, req)
+    assert (image.level, image.source) == (2, "file")
+    want = np.take(reference_level(data, 2, axis=axis), index, axis=axis)
+    assert image.read_shape == want.shape
+    np.testing.assert_allclose(image.values, want, rtol=1e-6, atol=1e-7)
+    assert np.isnan(image.values).sum() == 0  # the NaN cell is averaged with its finite peers
+    # a zoomed region of it, at level 1: cells 10..50 along the columns
+    cols = info.axes[display[1]].edges()
+    sub = SliceRequest(
+        "/v", display, indices, x_range=(cols[10], cols[50]), plot_size=(n_rows // 2, 20)
+    )
+    zoomed = read_slice(info, sub)
+    assert zoomed.level == 1
+    level1 = np.take(reference_level(data, 1, axis=axis), index, axis=axis)
+    np.testing.assert_allclose(zoomed.values, level1[:, 5:25], rtol=1e-6, atol=1e-7)
+
+
+def test_chunk_levels_read_through_the_reader_equal_the_built_pyramid(tmp_path):
+    """DirectReader.read at a level (strided, integer indices) gives the pyramid's own cells."""
+    from dashapp.data.chunks import direct_reader, reducible_levels
+
+    data = _volume((64, 48, 80))
+    path = tmp_path / "v.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("v", data=data, chunks=(16, 16, 16), compression="gzip")
+    info = describe(path, "/v")
+    pyramid = build_pyramid(info)
+    with h5py.File(path, "r", locking=False) as f:
+        reader = direct_reader(path, f["v"])
+    assert reducible_levels((16, 16, 16), (1, 2)) == 4
+    assert reducible_levels((16, 16, 16), (1, 2), smallest=4) == 2
+    assert reducible_levels((16, 16, 16), ()) == 0
+    for level in (1, 2):
+        for axis in (0, 1, 2):
+            dims = tuple(d for d in range(3) if d != axis)
+            shape = reader.level_shape(level, dims)
+            sel = [slice(1, shape[d], 2) if d in dims else 7 for d in range(3)]
+            got = reader.read(tuple(sel), level=level, dims=dims)
+            a, b = (shape[d] for d in dims)
+            stored = pyramid.read(level, axis, 7, (0, a), (0, b))
+            np.testing.assert_allclose(got, stored[1::2, 1::2], rtol=1e-6, atol=1e-7)
+    with pytest.raises(ValueError, match="cannot be reduced to level 5"):
+        reader.read((0, slice(None), slice(None)), level=5, dims=(1, 2))
+
+
+def test_a_chunk_layer_too_big_for_the_cache_stays_cached_once_reduced(tmp_path, monkeypatch):
+    """A slice whose decoded chunks outgrow the cache is not kept at full resolution, but its
+    level-1 cells are: the next slice of the same chunk layer decodes nothing."""
+    from dashapp.data import chunks as chunks_mod
+
+    data = np.random.default_rng(0).random((32, 256, 256)).astype("f4")
+    path = tmp_path / "v.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("v", data=data, chunks=(32, 32, 32), compression="gzip")
+    info = describe(path, "/v")
+    # 64 chunks of 128 KiB = 8 MiB a layer: more than half of a 10 MiB cache; 2 MiB at level 1
+    monkeypatch.setattr(chunks_mod, "CHUNK_CACHE", chunks_mod.ChunkCache(10 * 2**20))
+    cache = chunks_mod.CHUNK_CACHE
+    decodes = []
+    real_decode = chunks_mod.DirectReader._decode
+    monkeypatch.setattr(
+        chunks_mod.DirectReader, "_decode", lambda self, o: decodes.append(o) or real_decode(self, o)
+    )
+
+    def show(z: int, plot: int):
+        req = SliceRequest("/v", (1, 2), (z, 0, 0), plot_size=(plot, plot))
+        return read_slice(info, req)
+
+    full = [show(z, 256) for z in (0, 1)]  # full resolution: nothing kept
+    assert [im.level for im in full] == [0, 0] and len(decodes) == 128 and len(cache) == 0
+    np.testing.assert_array_equal(full[1].values, data[1])
+    decodes.clear()
+    first = show(0, 128)  # a 128-pixel screen: level 1
+    assert first.level == 1 and len(decodes) == 64 and len(cache) == 64
+    assert cache.nbytes == 2 * 2**20
+    decodes.clear()
+    for z in range(1, 32):
+        image = show(z, 128)
+        want = reference_level(data, 1, axis=0)[z]
+        np.testing.assert_allclose(image.values, want, rtol=1e-6, atol=1e-7)
+    assert decodes == []
