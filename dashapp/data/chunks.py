@@ -19,6 +19,9 @@ the slice plane ``level`` times (the same cells as :mod:`.pyramid`'s levels) and
 A 2048^2 slice of 64^3 chunks is 1 GB of decoded chunks, more than the cache holds, but 256 MB
 at level 1: scrubbing through that chunk layer before any pyramid exists then decodes it once.
 
+Bulk reads (``cache=False``: pyramid builds) step aside for reads someone is waiting for: while
+any cached read runs in this process, a bulk read submits no new decode (:data:`FOREGROUND`).
+
 Any other layout (virtual, external, compact, other
 filters such as Blosc or LZF, non-numeric types) returns ``None`` from :func:`direct_reader` and
 callers fall back to h5py.
@@ -29,10 +32,12 @@ from __future__ import annotations
 import math
 import os
 import threading
+import time
 import zlib
 from collections import OrderedDict, deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import product
 from pathlib import Path
@@ -42,7 +47,15 @@ import numpy as np
 
 from .files import H5_OBJECT_LOCK, h5_errors, open_file
 
-__all__ = ["CHUNK_CACHE", "ChunkCache", "DirectReader", "direct_reader", "reducible_levels"]
+__all__ = [
+    "CHUNK_CACHE",
+    "FOREGROUND",
+    "ChunkCache",
+    "DirectReader",
+    "Foreground",
+    "direct_reader",
+    "reducible_levels",
+]
 
 _DEFLATE, _SHUFFLE, _FLETCHER32 = 1, 2, 3
 _SUPPORTED_FILTERS = {_DEFLATE, _SHUFFLE, _FLETCHER32}
@@ -106,6 +119,55 @@ class ChunkCache:
             self._items.clear()
             self._bytes = 0
 
+
+class Foreground:
+    """Reads someone is waiting for; bulk reads wait while any runs.
+
+    A pyramid build decodes every chunk of a volume on every core for minutes (21 for 32 GB).
+    Sharing the decode pool with it, a user's slice waited behind the build's chunks: 25 s per
+    key press on a 2048^2 slice. With this gate the build submits no new decode while a slice
+    read runs (it finishes the few it has in flight), and goes on between reads. A bulk read
+    waits at most ``max_wait`` seconds per chunk, so back-to-back reads slow a build but cannot
+    stop it.
+    """
+
+    def __init__(self, max_wait: float = 1.0) -> None:
+        self.max_wait = max_wait
+        self._active = 0
+        self._cond = threading.Condition()
+        #: Seconds bulk reads have waited (for benchmarks and tests).
+        self.waited = 0.0
+
+    @property
+    def active(self) -> int:
+        """Foreground reads running now."""
+        return self._active
+
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        """Mark a foreground read for its duration."""
+        with self._cond:
+            self._active += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._active -= 1
+                if not self._active:
+                    self._cond.notify_all()
+
+    def step_aside(self) -> None:
+        """Called by bulk reads before each decode: wait while a foreground read runs."""
+        with self._cond:
+            if not self._active:
+                return
+            t0 = time.perf_counter()
+            self._cond.wait_for(lambda: not self._active, timeout=self.max_wait)
+            self.waited += time.perf_counter() - t0
+
+
+#: The foreground reads of this process (see :class:`Foreground`).
+FOREGROUND = Foreground()
 
 #: Decoded chunks of every dataset read by this process (``DASHAPP_CHUNK_CACHE_MB``, default 512).
 CHUNK_CACHE = ChunkCache(_cache_bytes())
@@ -277,7 +339,18 @@ class DirectReader:
         :meth:`level_shape`; at most :meth:`max_level`): float32 means of ``2**level`` cells
         per side along ``dims``, equal to :mod:`.pyramid`'s levels. Integer indices along
         ``dims`` select reduced cells too.
+
+        A cached read is a :data:`FOREGROUND` read; ``cache=False`` marks a bulk read, which
+        steps aside for them.
         """
+        if not cache:
+            return self._read(sel, cache, level, dims)
+        with FOREGROUND.reading():
+            return self._read(sel, cache, level, dims)
+
+    def _read(
+        self, sel: Sequence[int | slice], cache: bool, level: int, dims: Sequence[int]
+    ) -> np.ndarray:
         sel = tuple(sel)
         dims = tuple(sorted(dims)) if level else ()
         if self.chunks is None:
@@ -316,6 +389,8 @@ class DirectReader:
         todo.reverse()
         while todo or pending:
             while todo and len(pending) < window:
+                if not cache:  # a bulk read: let a waiting user's read go first
+                    FOREGROUND.step_aside()
                 offset = todo.pop()
                 pending[DECODE_POOL.submit(self._fetch, offset, level, dims)] = offset
             done, _ = wait(pending, return_when=FIRST_COMPLETED)

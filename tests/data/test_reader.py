@@ -156,7 +156,8 @@ def test_downsampling_aggregates_blocks_of_cells(tmp_path, agg, reduce):
     if agg == "mean":  # 4x4 means: level 2, reduced from the chunks as they are read
         assert (image.level, image.source, image.read_shape) == (2, "file", (100, 150))
     else:  # the other reductions need the cells: read at full resolution, then reduced
-        assert image.downsampled and image.level == 0
+        assert image.downsampled
+        assert image.level == 0
     assert image.values.shape == (100, 150)
     blocks = data[0].reshape(100, 4, 150, 4)
     np.testing.assert_allclose(image.values, reduce(reduce(blocks, axis=3), axis=1), rtol=1e-6)
@@ -475,3 +476,46 @@ def test_a_newer_prefetch_of_a_dataset_replaces_its_older_waiting_one(tmp_path):
     assert layers[0] <= 8, f"{layers[0]} chunks of the replaced layer were still decoded"
     # what was prefetched is what the file holds
     np.testing.assert_array_equal(reader.read((20, slice(None), slice(None))), data[20])
+
+
+def test_a_bulk_read_steps_aside_while_a_users_read_runs(tmp_path, monkeypatch):
+    """A pyramid build's reads (``cache=False``) decode nothing new while a user's read runs,
+    resume when it ends, and are slowed, not stopped, by reads that never end."""
+    import threading
+
+    from dashapp.data.chunks import FOREGROUND, direct_reader
+
+    data = np.random.default_rng(5).random((64, 64, 64)).astype("f4")
+    with h5py.File(tmp_path / "v.h5", "w") as f:
+        f.create_dataset("v", data=data, chunks=(16, 16, 16), compression="gzip")
+    with h5py.File(tmp_path / "v.h5", "r", locking=False) as f:
+        reader = direct_reader(tmp_path / "v.h5", f["v"])
+    box = slice(0, 32)
+    got: list[np.ndarray] = []
+
+    def bulk() -> None:
+        got.append(reader.read((box, box, box), cache=False))
+
+    waited = FOREGROUND.waited
+    with FOREGROUND.reading():  # a user's slice read in progress
+        thread = threading.Thread(target=bulk)
+        thread.start()
+        thread.join(0.5)
+        assert thread.is_alive(), "the bulk read decoded while a user's read ran"
+        # the user's own reads are not held up
+        np.testing.assert_array_equal(reader.read((3, slice(None), slice(None))), data[3])
+    thread.join(10)
+    assert not thread.is_alive()
+    np.testing.assert_array_equal(got[0], data[box, box, box])
+    assert FOREGROUND.waited - waited >= 0.4
+    # a user who never stops reading slows a build down, but cannot stop it: 8 chunks
+    monkeypatch.setattr(FOREGROUND, "max_wait", 0.05)
+    got.clear()
+    with FOREGROUND.reading():
+        t0 = time.perf_counter()
+        thread = threading.Thread(target=bulk)
+        thread.start()
+        thread.join(10)
+        assert not thread.is_alive()
+        assert time.perf_counter() - t0 >= 8 * 0.05 * 0.9
+    np.testing.assert_array_equal(got[0], data[box, box, box])
