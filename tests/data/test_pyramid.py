@@ -345,8 +345,9 @@ CHUNK_LEVEL_LAYOUTS = {
 @pytest.mark.parametrize("axis", [0, 1, 2])
 def test_a_slice_read_at_a_level_from_the_chunks_equals_numpy(tmp_path, layout, axis):
     """Before any pyramid: the cells of a level, reduced chunk by chunk, equal numpy's means
-    over the whole array (to float32 rounding: a plain mean where a chunk has no NaN), at the odd edges (70 x 54 x 90 is no multiple of the chunks), with a
-    NaN, in a zoomed region and along every axis."""
+    over the whole array (to float32 rounding: a plain mean where a chunk has no NaN), at the
+    odd edges (70 x 54 x 90 is no multiple of the chunks), with a NaN, in a zoomed region and
+    along every axis."""
     data = _volume()
     path = tmp_path / "v.h5"
     with h5py.File(path, "w") as f:
@@ -418,20 +419,25 @@ def test_a_chunk_layer_too_big_for_the_cache_stays_cached_once_reduced(tmp_path,
     cache = chunks_mod.CHUNK_CACHE
     decodes = []
     real_decode = chunks_mod.DirectReader._decode
-    monkeypatch.setattr(
-        chunks_mod.DirectReader, "_decode", lambda self, o: decodes.append(o) or real_decode(self, o)
-    )
+
+    def counted(self, offset):
+        decodes.append(offset)
+        return real_decode(self, offset)
+
+    monkeypatch.setattr(chunks_mod.DirectReader, "_decode", counted)
 
     def show(z: int, plot: int):
         req = SliceRequest("/v", (1, 2), (z, 0, 0), plot_size=(plot, plot))
         return read_slice(info, req)
 
     full = [show(z, 256) for z in (0, 1)]  # full resolution: nothing kept
-    assert [im.level for im in full] == [0, 0] and len(decodes) == 128 and len(cache) == 0
+    assert [im.level for im in full] == [0, 0]
+    assert (len(decodes), len(cache)) == (128, 0)
     np.testing.assert_array_equal(full[1].values, data[1])
     decodes.clear()
     first = show(0, 128)  # a 128-pixel screen: level 1
-    assert first.level == 1 and len(decodes) == 64 and len(cache) == 64
+    assert first.level == 1
+    assert (len(decodes), len(cache)) == (64, 64)
     assert cache.nbytes == 2 * 2**20
     decodes.clear()
     for z in range(1, 32):
