@@ -87,6 +87,11 @@ class ChunkCache:
             self.hits += 1
             return arr
 
+    def peek(self, key: tuple) -> np.ndarray | None:
+        """The cached chunk or None, without counting a hit or miss or refreshing it."""
+        with self._lock:
+            return self._items.get(key)
+
     def __contains__(self, key: tuple) -> bool:
         with self._lock:
             return key in self._items
@@ -213,28 +218,51 @@ class DirectReader:
     def _chunk_key(self, offset: tuple[int, ...], level: int = 0, dims: tuple = ()) -> tuple:
         return (*self.key, offset) if level == 0 else (*self.key, offset, level, dims)
 
-    def _fetch(self, offset: tuple[int, ...], level: int = 0, dims: tuple = ()) -> np.ndarray:
-        """The chunk at ``offset``, decoded, and at ``level`` > 0 reduced in ``dims``."""
-        block = self._decode(offset)
-        return block if level == 0 else self._reduce(block, offset, level, dims)
+    def _fetch(
+        self,
+        offset: tuple[int, ...],
+        level: int = 0,
+        dims: tuple = (),
+        finer: tuple[int, np.ndarray] | None = None,
+    ) -> np.ndarray:
+        """The chunk at ``offset``, decoded, and at ``level`` > 0 reduced in ``dims``; from
+        ``finer`` = ``(its level, the chunk at that level)`` instead of the file if given."""
+        start, block = finer if finer is not None else (0, self._decode(offset))
+        return block if level == 0 else self._reduce(block, offset, start, level, dims)
 
     def _reduce(
-        self, block: np.ndarray, offset: tuple[int, ...], level: int, dims: tuple
+        self, block: np.ndarray, offset: tuple[int, ...], start: int, level: int, dims: tuple
     ) -> np.ndarray:
-        """A decoded chunk as float32 means of 2x2 cells along ``dims``, ``level`` times.
+        """A chunk at level ``start`` as float32 means of 2x2 cells along ``dims``, reduced to
+        ``level``.
 
-        The chunk is first cut to the dataset's bounds, so its cells are exactly those of the
-        dataset's own levels (chunk origins are multiples of ``2**level`` along ``dims``).
+        A decoded chunk (``start`` 0) is first cut to the dataset's bounds, so its cells are
+        exactly those of the dataset's own levels (chunk origins are multiples of ``2**level``
+        along ``dims``).
         """
         from .pyramid import _mean2, _to_float
 
-        inside = tuple(
-            slice(0, min(c, n - o)) for c, n, o in zip(self.chunks, self.shape, offset, strict=True)
-        )
-        arr = _to_float(block[inside])
-        for _ in range(level):
+        arr = block
+        if start == 0:
+            inside = tuple(
+                slice(0, min(c, n - o))
+                for c, n, o in zip(self.chunks, self.shape, offset, strict=True)
+            )
+            arr = _to_float(block[inside])
+        for _ in range(level - start):
             arr = _mean2(arr, dims)
         return arr
+
+    def _finer(
+        self, offset: tuple[int, ...], level: int, dims: tuple
+    ) -> tuple[int, np.ndarray] | None:
+        """The chunk at ``offset`` cached at a finer level than ``level`` (the nearest), if any:
+        a view resized or zoomed out reduces what it holds instead of decoding again."""
+        for finer in range(level - 1, -1, -1):
+            arr = CHUNK_CACHE.peek(self._chunk_key(offset, finer, dims if finer else ()))
+            if arr is not None:
+                return finer, arr
+        return None
 
     def _locate(self, offset: tuple[int, ...]) -> tuple[int, int, int] | None:
         """``(byte_offset, size, filter_mask)`` of the chunk at ``offset``; None if unallocated."""
@@ -366,7 +394,7 @@ class DirectReader:
         ]
         out_shape = [len(range(s.start, s.stop, s.step)) for s in norm if isinstance(s, slice)]
         out = np.empty(out_shape, dtype=self.dtype if level == 0 else np.float32)
-        todo: list[tuple[int, ...]] = []
+        todo: list[tuple[tuple[int, ...], tuple[int, np.ndarray] | None]] = []
         offsets = self._chunk_offsets(sel, level, dims)
 
         def place(block: np.ndarray, offset: tuple[int, ...]) -> None:
@@ -380,7 +408,7 @@ class DirectReader:
         for offset in offsets:
             block = CHUNK_CACHE.get(self._chunk_key(offset, level, dims)) if cache else None
             if block is None:
-                todo.append(offset)
+                todo.append((offset, self._finer(offset, level, dims) if cache and level else None))
             else:
                 place(block, offset)
         # A sliding window of decodes: all cores busy, few decoded chunks alive at once.
@@ -391,8 +419,8 @@ class DirectReader:
             while todo and len(pending) < window:
                 if not cache:  # a bulk read: let a waiting user's read go first
                     FOREGROUND.step_aside()
-                offset = todo.pop()
-                pending[DECODE_POOL.submit(self._fetch, offset, level, dims)] = offset
+                offset, finer = todo.pop()
+                pending[DECODE_POOL.submit(self._fetch, offset, level, dims, finer)] = offset
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for fut in done:
                 offset = pending.pop(fut)

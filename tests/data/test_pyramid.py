@@ -406,7 +406,8 @@ def test_chunk_levels_read_through_the_reader_equal_the_built_pyramid(tmp_path):
 
 def test_a_chunk_layer_too_big_for_the_cache_stays_cached_once_reduced(tmp_path, monkeypatch):
     """A slice whose decoded chunks outgrow the cache is not kept at full resolution, but its
-    level-1 cells are: the next slice of the same chunk layer decodes nothing."""
+    level-1 cells are: the next slice of the same chunk layer decodes nothing, nor does the
+    same layer at a coarser level."""
     from dashapp.data import chunks as chunks_mod
 
     data = np.random.default_rng(0).random((32, 256, 256)).astype("f4")
@@ -445,3 +446,9 @@ def test_a_chunk_layer_too_big_for_the_cache_stays_cached_once_reduced(tmp_path,
         want = reference_level(data, 1, axis=0)[z]
         np.testing.assert_allclose(image.values, want, rtol=1e-6, atol=1e-7)
     assert decodes == []
+    # a smaller screen (a resized window): level 2, reduced from the level-1 chunks held
+    coarser = show(5, 64)
+    assert coarser.level == 2
+    assert decodes == []
+    want = reference_level(data, 2, axis=0)[5]
+    np.testing.assert_allclose(coarser.values, want, rtol=1e-6, atol=1e-7)
