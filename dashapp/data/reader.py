@@ -382,9 +382,14 @@ def _read_source(
     return values
 
 
+#: Full-resolution cells read at once when a level is reduced through h5py (in bands).
+REDUCE_BAND_CELLS = READ_BUDGET
+
+
 def _reduce_region(ds: object, sel: tuple, level: int, dims: tuple[int, ...]) -> np.ndarray:
     """A level region through h5py (layouts :mod:`.chunks` cannot read): the full-resolution
-    cells under it, then 2x2 means ``level`` times, then the region's stride."""
+    cells under it, a band at a time (at most :data:`REDUCE_BAND_CELLS`), each reduced by 2x2
+    means ``level`` times, then the region's stride."""
     k = 2**level
     full: list[int | slice] = []
     steps: list[int] = []
@@ -394,9 +399,18 @@ def _reduce_region(ds: object, sel: tuple, level: int, dims: tuple[int, ...]) ->
         else:
             full.append(slice(s.start * k, min(s.stop * k, ds.shape[d])))
             steps.append(s.step or 1)
-    arr = _to_float(np.asarray(ds[tuple(full)]))
-    for _ in range(level):
-        arr = _mean2(arr)  # the integer index along the normal is gone: every dim is in-plane
+    first = dims[0]  # the first in-plane dim: axis 0 of the result (the normal's index drops)
+    rest = int(np.prod([full[d].stop - full[d].start for d in dims[1:]]))
+    band = max(k, REDUCE_BAND_CELLS // max(1, rest) // k * k)
+    parts = []
+    for start in range(full[first].start, full[first].stop, band):
+        part = list(full)
+        part[first] = slice(start, min(start + band, full[first].stop))
+        arr = _to_float(np.asarray(ds[tuple(part)]))
+        for _ in range(level):
+            arr = _mean2(arr)  # the integer index along the normal is gone: all dims in-plane
+        parts.append(arr)
+    arr = np.concatenate(parts, axis=0)
     return arr[tuple(slice(None, None, st) for st in steps)]
 
 

@@ -343,11 +343,15 @@ CHUNK_LEVEL_LAYOUTS = {
 
 @pytest.mark.parametrize("layout", list(CHUNK_LEVEL_LAYOUTS))
 @pytest.mark.parametrize("axis", [0, 1, 2])
-def test_a_slice_read_at_a_level_from_the_chunks_equals_numpy(tmp_path, layout, axis):
+def test_a_slice_read_at_a_level_from_the_chunks_equals_numpy(tmp_path, layout, axis, monkeypatch):
     """Before any pyramid: the cells of a level, reduced chunk by chunk, equal numpy's means
     over the whole array (to float32 rounding: a plain mean where a chunk has no NaN), at the
     odd edges (70 x 54 x 90 is no multiple of the chunks), with a NaN, in a zoomed region and
     along every axis."""
+    from dashapp.data import reader as reader_mod
+
+    # through h5py, the full-resolution cells are read in bands: 37 cells' worth at a time here
+    monkeypatch.setattr(reader_mod, "REDUCE_BAND_CELLS", 37 * 100)
     data = _volume()
     path = tmp_path / "v.h5"
     with h5py.File(path, "w") as f:
