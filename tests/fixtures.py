@@ -1,4 +1,4 @@
-"""Small HDF5 files used by the state, view and browser tests."""
+"""Small HDF5 files used by the data, state, view and browser tests."""
 
 from __future__ import annotations
 
@@ -6,6 +6,16 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+
+
+def write_dataset(path: Path, data: np.ndarray, **layout):
+    """``data`` written as dataset ``/v`` of a new file (``layout``: chunks, compression, ...),
+    and its description."""
+    from dashapp.data import describe
+
+    with h5py.File(path, "w") as f:
+        f.create_dataset("v", data=data, **layout)
+    return describe(path, "/v")
 
 
 def write_volume(path: Path, shape=(20, 30, 40), dtype="f4", name="model", scales=True) -> Path:

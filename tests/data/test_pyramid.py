@@ -16,6 +16,8 @@ from dashapp.data import SliceRequest, describe, read_slice
 from dashapp.data import pyramid as pyr
 from dashapp.data.pyramid import PyramidManager, build_pyramid, choose_level, open_pyramid
 
+from ..fixtures import write_dataset
+
 LAYOUTS = {
     "contiguous": {},
     "chunked": {"chunks": (16, 16, 16)},
@@ -80,9 +82,7 @@ def _volume(shape=(70, 54, 90)):
 def test_levels_equal_numpy_on_the_full_array(tmp_path, layout):
     data = _volume()
     path = tmp_path / "v.h5"
-    with h5py.File(path, "w") as f:
-        f.create_dataset("v", data=data, **LAYOUTS[layout])
-    info = describe(path, "/v")
+    info = write_dataset(path, data, **LAYOUTS[layout])
     progress = []
     pyramid = build_pyramid(info, progress=progress.append)
     assert progress[-1] == 1.0
@@ -161,9 +161,7 @@ def test_choose_level(rows, cols, out, levels, level):
 
 def test_a_changed_source_makes_the_pyramid_stale_and_it_is_rebuilt(tmp_path):
     path = tmp_path / "v.h5"
-    with h5py.File(path, "w") as f:
-        f.create_dataset("v", data=_volume(), chunks=(16, 16, 16))
-    info = describe(path, "/v")
+    info = write_dataset(path, _volume(), chunks=(16, 16, 16))
     manager = PyramidManager(min_bytes=0)
     assert manager.ensure(info).state in ("queued", "building", "ready")
     assert manager.wait(info).state == "ready"
@@ -207,9 +205,7 @@ def test_build_on_a_dask_cluster(tmp_path):
 
     data = _volume((64, 48, 40))
     path = tmp_path / "v.h5"
-    with h5py.File(path, "w") as f:
-        f.create_dataset("v", data=data, chunks=(16, 16, 16), compression="gzip")
-    info = describe(path, "/v")
+    info = write_dataset(path, data, chunks=(16, 16, 16), compression="gzip")
     with (
         LocalCluster(
             n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
@@ -232,9 +228,7 @@ def test_a_build_holds_a_few_blocks_in_memory_not_all_of_them(tmp_path):
 
     data = np.random.default_rng(0).random((256, 128, 128), dtype=np.float32)
     path = tmp_path / "v.h5"
-    with h5py.File(path, "w") as f:
-        f.create_dataset("v", data=data, chunks=(32, 32, 32), compression="gzip")
-    info = describe(path, "/v")
+    info = write_dataset(path, data, chunks=(32, 32, 32), compression="gzip")
     del data
     # every block's levels, for the three slice directions: about the volume's size again
     all_levels = 3 * sum(256 * 128 * 128 * 4 / 4**k for k in range(1, pyr.LEVELS_PER_BLOCK + 1))
@@ -292,9 +286,7 @@ def _wait_for_message(manager, info, text, timeout=20):
 def test_two_processes_build_one_pyramid_the_second_waits_for_the_first(tmp_path, monkeypatch):
     data = _volume()
     path = tmp_path / "v.h5"
-    with h5py.File(path, "w") as f:
-        f.create_dataset("v", data=data, chunks=(16, 16, 16), compression="gzip")
-    info = describe(path, "/v")
+    info = write_dataset(path, data, chunks=(16, 16, 16), compression="gzip")
     builds = _counting_builds(monkeypatch)
     child = _other_process_holds_the_build_lock(path)
     try:
@@ -318,9 +310,7 @@ def test_two_processes_build_one_pyramid_the_second_waits_for_the_first(tmp_path
 
 def test_a_builder_that_dies_holding_the_lock_does_not_block_the_build(tmp_path, monkeypatch):
     path = tmp_path / "v.h5"
-    with h5py.File(path, "w") as f:
-        f.create_dataset("v", data=_volume(), chunks=(16, 16, 16))
-    info = describe(path, "/v")
+    info = write_dataset(path, _volume(), chunks=(16, 16, 16))
     builds = _counting_builds(monkeypatch)
     child = _other_process_holds_the_build_lock(path)
     manager = PyramidManager(min_bytes=0)
@@ -354,9 +344,7 @@ def test_a_slice_read_at_a_level_from_the_chunks_equals_numpy(tmp_path, layout, 
     monkeypatch.setattr(reader_mod, "REDUCE_BAND_CELLS", 37 * 100)
     data = _volume()
     path = tmp_path / "v.h5"
-    with h5py.File(path, "w") as f:
-        f.create_dataset("v", data=data, **CHUNK_LEVEL_LAYOUTS[layout])
-    info = describe(path, "/v")
+    info = write_dataset(path, data, **CHUNK_LEVEL_LAYOUTS[layout])
     display = tuple(d for d in range(3) if d != axis)
     index = 3 if axis == 0 else 4  # the slice with the NaN
     indices = tuple(index if d == axis else 0 for d in range(3))
@@ -386,9 +374,7 @@ def test_chunk_levels_read_through_the_reader_equal_the_built_pyramid(tmp_path):
 
     data = _volume((64, 48, 80))
     path = tmp_path / "v.h5"
-    with h5py.File(path, "w") as f:
-        f.create_dataset("v", data=data, chunks=(16, 16, 16), compression="gzip")
-    info = describe(path, "/v")
+    info = write_dataset(path, data, chunks=(16, 16, 16), compression="gzip")
     pyramid = build_pyramid(info)
     with h5py.File(path, "r", locking=False) as f:
         reader = direct_reader(path, f["v"])
@@ -416,9 +402,7 @@ def test_a_chunk_layer_too_big_for_the_cache_stays_cached_once_reduced(tmp_path,
 
     data = np.random.default_rng(0).random((32, 256, 256)).astype("f4")
     path = tmp_path / "v.h5"
-    with h5py.File(path, "w") as f:
-        f.create_dataset("v", data=data, chunks=(32, 32, 32), compression="gzip")
-    info = describe(path, "/v")
+    info = write_dataset(path, data, chunks=(32, 32, 32), compression="gzip")
     # 64 chunks of 128 KiB = 8 MiB a layer: more than half of a 10 MiB cache; 2 MiB at level 1
     monkeypatch.setattr(chunks_mod, "CHUNK_CACHE", chunks_mod.ChunkCache(10 * 2**20))
     cache = chunks_mod.CHUNK_CACHE

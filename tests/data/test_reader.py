@@ -22,6 +22,8 @@ from dashapp.data import (
 )
 from dashapp.data import reader as reader_mod
 
+from ..fixtures import write_dataset
+
 LAYOUTS = {
     "contiguous": {},
     "chunked": {"chunks": (4, 8, 8)},
@@ -53,12 +55,6 @@ def _volume(dtype: str, shape=(10, 12, 14)) -> np.ndarray:
     return rng.standard_normal(shape).astype(dtype)
 
 
-def _write(path, data, **kw):
-    with h5py.File(path, "w") as f:
-        f.create_dataset("v", data=data, **kw)
-    return describe(path, "/v")
-
-
 def _full(info, axis, index, **kw):
     display = default_display_dims(info.ndim, axis)
     indices = [0] * info.ndim
@@ -72,7 +68,7 @@ def _full(info, axis, index, **kw):
 @pytest.mark.parametrize("axis", [0, 1, 2])
 def test_every_layout_reads_exactly_the_numpy_slice(tmp_path, layout, axis):
     data = _volume("float32")
-    info = _write(tmp_path / "v.h5", data, **LAYOUTS[layout])
+    info = write_dataset(tmp_path / "v.h5", data, **LAYOUTS[layout])
     index = 3
     image = _full(info, axis, index)
     expected = np.take(data, index, axis=axis)
@@ -84,7 +80,7 @@ def test_every_layout_reads_exactly_the_numpy_slice(tmp_path, layout, axis):
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_every_dtype_is_shown_as_real_numbers(tmp_path, dtype):
     data = _volume(dtype)
-    info = _write(tmp_path / "v.h5", data, chunks=(2, 6, 7), compression="gzip")
+    info = write_dataset(tmp_path / "v.h5", data, chunks=(2, 6, 7), compression="gzip")
     image = _full(info, 1, 5)
     expected = to_real(np.take(data, 5, axis=1), "magnitude")
     np.testing.assert_allclose(image.values, expected, rtol=1e-6)
@@ -100,14 +96,14 @@ def test_every_dtype_is_shown_as_real_numbers(tmp_path, dtype):
 )
 def test_complex_parts(tmp_path, part, fn):
     data = _volume("complex128")
-    info = _write(tmp_path / "c.h5", data)
+    info = write_dataset(tmp_path / "c.h5", data)
     image = _full(info, 0, 2, part=part)
     np.testing.assert_allclose(image.values, fn(data[2]))
 
 
 def test_transposed_display_and_four_dims(tmp_path):
     data = np.arange(2 * 3 * 4 * 5, dtype="f8").reshape(2, 3, 4, 5)
-    info = _write(tmp_path / "h.h5", data)
+    info = write_dataset(tmp_path / "h.h5", data)
     # show dim 3 up the screen and dim 1 across, at iteration 1 and dim-2 index 2
     image = read_slice(info, SliceRequest("/v", (3, 1), (1, 0, 2, 0), plot_size=(100, 100)))
     np.testing.assert_array_equal(image.values, data[1, :, 2, :].T)
@@ -150,7 +146,7 @@ def test_decreasing_coordinates_are_drawn_increasing(tmp_path):
 @pytest.mark.parametrize(("agg", "reduce"), [("mean", np.mean), ("max", np.max), ("min", np.min)])
 def test_downsampling_aggregates_blocks_of_cells(tmp_path, agg, reduce):
     data = np.random.default_rng(3).random((1, 400, 600)).astype("f8")
-    info = _write(tmp_path / "big.h5", data, chunks=(1, 100, 100))
+    info = write_dataset(tmp_path / "big.h5", data, chunks=(1, 100, 100))
     req = SliceRequest("/v", (1, 2), (0, 0, 0), plot_size=(100, 150), agg=agg)
     image = read_slice(info, req)
     if agg == "mean":  # 4x4 means: level 2, reduced from the chunks as they are read
@@ -166,7 +162,7 @@ def test_downsampling_aggregates_blocks_of_cells(tmp_path, agg, reduce):
 def test_max_keeps_a_single_hot_cell_visible(tmp_path):
     data = np.zeros((1, 2000, 2000), "f4")
     data[0, 1234, 567] = 99.0
-    info = _write(tmp_path / "spike.h5", data, chunks=(1, 256, 256), compression="gzip")
+    info = write_dataset(tmp_path / "spike.h5", data, chunks=(1, 256, 256), compression="gzip")
     image = read_slice(info, SliceRequest("/v", (1, 2), (0, 0, 0), plot_size=(300, 300), agg="max"))
     assert image.values.max() == 99.0
     mean = read_slice(info, SliceRequest("/v", (1, 2), (0, 0, 0), plot_size=(300, 300)))
@@ -198,7 +194,7 @@ def test_special_values_are_reported(tmp_path):
     data[1] = 7.0
     data[2, 0, 0] = np.inf
     data[2, 1, 1] = -np.inf
-    info = _write(tmp_path / "s.h5", data)
+    info = write_dataset(tmp_path / "s.h5", data)
     assert "no finite values" in _full(info, 0, 0).notes[0]
     const = _full(info, 0, 1)
     assert const.stats.constant
@@ -225,7 +221,7 @@ def test_missing_virtual_sources_read_as_fill_value(tmp_path):
 def test_a_region_larger_than_the_budget_is_read_with_a_stride(tmp_path, monkeypatch):
     monkeypatch.setattr(reader_mod, "READ_BUDGET", 10_000)
     data = np.arange(400 * 400, dtype="f4").reshape(1, 400, 400)
-    info = _write(tmp_path / "b.h5", data)
+    info = write_dataset(tmp_path / "b.h5", data)
     image = read_slice(info, SliceRequest("/v", (1, 2), (0, 0, 0), plot_size=(1000, 1000)))
     assert image.step == 4
     assert "every 4th cell" in image.notes[0]
@@ -271,11 +267,11 @@ def test_unavailable_compression_filter_is_reported(tmp_path):
 
 
 def test_estimate_range_is_exact_for_small_and_bounded_for_large(tmp_path):
-    small = _write(tmp_path / "s.h5", np.arange(1000, dtype="f4").reshape(10, 10, 10))
+    small = write_dataset(tmp_path / "s.h5", np.arange(1000, dtype="f4").reshape(10, 10, 10))
     r = estimate_range(small)
     assert (r.min, r.max, r.exact) == (0.0, 999.0, True)
     data = np.random.default_rng(0).random((64, 128, 128)).astype("f4")
-    big = _write(tmp_path / "b.h5", data, chunks=(16, 32, 32))
+    big = write_dataset(tmp_path / "b.h5", data, chunks=(16, 32, 32))
     r = estimate_range(big, budget=100_000)
     assert not r.exact
     assert r.sampled <= 100_000
@@ -309,7 +305,7 @@ def test_memory_stays_bounded_reading_a_volume_much_larger_than_the_cache(tmp_pa
 
 def test_bytes_sent_are_bounded_by_the_plot_not_the_dataset(tmp_path):
     data = np.random.default_rng(0).random((2, 3000, 2000)).astype("f4")
-    info = _write(tmp_path / "wide.h5", data, chunks=(1, 500, 500))
+    info = write_dataset(tmp_path / "wide.h5", data, chunks=(1, 500, 500))
     image = read_slice(info, SliceRequest("/v", (1, 2), (1, 0, 0), plot_size=(300, 200)))
     assert image.values.shape == (300, 200)
     assert image.values.nbytes == 300 * 200 * 4
@@ -335,7 +331,7 @@ def test_a_slow_read_does_not_stall_reads_of_other_datasets(tmp_path):
         )
         for i in range(0, 1024, 256):
             d[:, i : i + 256] = rng.random((32, 256, 1024), dtype="f4")
-    small = _write(tmp_path / "small.h5", np.ones((4, 8, 8), "f4"))
+    small = write_dataset(tmp_path / "small.h5", np.ones((4, 8, 8), "f4"))
     big_info = describe(big, "/v")
     order = []
     started = threading.Event()
