@@ -143,11 +143,6 @@ class Foreground:
         #: Seconds bulk reads have waited (for benchmarks and tests).
         self.waited = 0.0
 
-    @property
-    def active(self) -> int:
-        """Foreground reads running now."""
-        return self._active
-
     @contextmanager
     def reading(self) -> Iterator[None]:
         """Mark a foreground read for its duration."""
@@ -364,7 +359,7 @@ class DirectReader:
         output plus a few chunks, whatever the number of chunks the selection crosses.
 
         With ``level`` > 0, ``sel`` indexes the dataset's overview level along ``dims`` (see
-        :meth:`level_shape`; at most :meth:`max_level`): float32 means of ``2**level`` cells
+        :meth:`level_shape`; at most :func:`reducible_levels`): float32 means of ``2**level`` cells
         per side along ``dims``, equal to :mod:`.pyramid`'s levels. Integer indices along
         ``dims`` select reduced cells too.
 
@@ -534,12 +529,12 @@ class _Prefetcher:
 
     def _take(self) -> tuple[DirectReader, tuple] | None:
         while self._pending:
-            key, (reader, offsets) = next(iter(self._pending.items()))
-            if not offsets:
+            key, (reader, jobs) = next(iter(self._pending.items()))
+            if not jobs:
                 del self._pending[key]
                 continue
             self._pending.move_to_end(key)  # datasets take turns
-            return reader, offsets.popleft()
+            return reader, jobs.popleft()
         return None
 
     def _pump(self) -> None:
