@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 __all__ = ["SLICER_SCRIPT", "serve_slicer_page"]
 
@@ -26,8 +27,11 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-def serve_slicer_page(argv: list[str] | None = None) -> None:
-    """Build this session's slicer page and mark it servable (from a ``panel serve`` script)."""
+def serve_slicer_page(argv: list[str] | None = None) -> Any:
+    """Build this session's slicer page and mark it servable (from a ``panel serve`` script).
+
+    Returns the session's :class:`~dashapp.views.app.SlicerApp` (None if a capsule could not
+    be opened and the page says why)."""
     import panel as pn
 
     from .views.app import SlicerApp, resolve_root
@@ -50,8 +54,10 @@ def serve_slicer_page(argv: list[str] | None = None) -> None:
                     f"{exc} (Serve it with --root FOLDER for its data.)", alert_type="danger"
                 ),
             ).servable()
-            return
+            return None
         app = SlicerApp(root, query=pn.state.session_args, record=capsule.record, read_only=True)
         app.template(title=f"dashapp · capsule {Path(args.capsule).name}").servable()
-        return
-    SlicerApp(resolve_root(args.root), query=pn.state.session_args).template().servable()
+        return app
+    app = SlicerApp(resolve_root(args.root), query=pn.state.session_args)
+    app.template().servable()
+    return app

@@ -192,6 +192,15 @@ class FileBrowser(pn.viewable.Viewer):
     def __panel__(self) -> pn.viewable.Viewable:
         return self._layout
 
+    def close(self) -> None:
+        """Stop following the folder (the session ended): the process-wide watcher would
+        otherwise keep this browser, and the whole page it belongs to, alive."""
+        from ..data.watch import WATCHES
+
+        WATCHES.unsubscribe(self._watch_id)
+        self._watch_id = None
+        self._doc = None
+
     def _watch_folder(self, *events) -> None:
         """Follow the listed folder and the open file: new files appear, new groups show."""
         from ..data import DashappError, resolve

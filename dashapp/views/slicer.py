@@ -42,7 +42,7 @@ from .plot import (
     equal_aspect_ranges,
     wants_equal_aspect,
 )
-from .session import on_session, poll
+from .session import on_session, poll, release_links
 from .widgets import ScrubSlider, StatusText
 
 __all__ = ["Slicer"]
@@ -465,7 +465,7 @@ class Slicer(pn.viewable.Viewer):
                 )
         for dim in list(self._other_sliders):
             if dim not in wanted:
-                del self._other_sliders[dim]
+                release_links(self._other_sliders.pop(dim))
         objects = [self._other_sliders[d] for d in wanted]
         if list(self._others.objects) != objects:
             self._others.objects = objects
@@ -703,6 +703,20 @@ class Slicer(pn.viewable.Viewer):
         # Re-read only if the new size changes how many pixels the image should have.
         if abs(h - old_h) > 0.1 * old_h or abs(w - old_w) > 0.1 * old_w:
             self.refresh()
+
+    def close(self) -> None:
+        """Let go of everything process-wide (the session ended, or the cell is discarded):
+        the file watcher's subscription and the build poll would otherwise keep this slicer,
+        its plot and its last picture alive for as long as the server runs."""
+        from ..data.watch import WATCHES
+
+        WATCHES.unsubscribe(self._watch_id)
+        self._watch_id = None
+        self._live_doc = self._loop = None
+        if self._build_watch is not None:
+            self._build_watch.stop()
+            self._build_watch = None
+        release_links(self._layout, *self._other_sliders.values())
 
     # ------------------------------------------------------------------ live files
     def _on_file(self, *events: param.parameterized.Event) -> None:

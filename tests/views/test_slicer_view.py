@@ -199,3 +199,63 @@ def test_covered_pixels(x, y, vx, vy, frame, px):
     from dashapp.views.plot import covered_pixels
 
     assert covered_pixels(x, y, vx, vy, frame) == px
+
+
+def test_a_closed_slicer_lets_go_of_everything_process_wide(tmp_path):
+    """close() ends the file watch and the number box's JS callback (Panel keeps those in a
+    process-wide registry that would otherwise keep the slicer alive for good)."""
+    import gc
+    import weakref
+
+    from panel.links import Callback
+
+    from dashapp.data.watch import WATCHES
+
+    path = tmp_path / "v.h5"
+    with h5py.File(path, "w") as f:
+        f["m4"] = np.arange(4 * 8 * 10 * 6, dtype="f4").reshape(4, 8, 10, 6)
+    slicer = Slicer(path, "/m4")
+    assert slicer.wait()
+    assert slicer._other_sliders  # the 4th dim has its own slider, with its own callback
+    subs, sid = set(WATCHES._subs), slicer._watch_id
+    assert sid in subs
+
+    parts = {id(o) for o in slicer._layout.select()}
+
+    def registered() -> int:
+        return sum(id(k) in parts for k in list(Callback.registry.keys()))
+
+    assert registered() >= 2  # the index slider's number box and the 4th dim's
+    ref = weakref.ref(slicer)
+    slicer.close()
+    assert set(WATCHES._subs) == subs - {sid}
+    assert registered() == 0
+    del slicer
+    gc.collect()
+    assert ref() is None
+
+
+def test_without_close_panels_registry_keeps_an_editable_slider_alive():
+    """The Panel behaviour close() works around (a control: if Panel stops holding on, this
+    fails and release_links can go)."""
+    import gc
+    import weakref
+
+    from dashapp.views.session import release_links
+
+    def make():
+        slider = pn.widgets.EditableIntSlider(start=0, end=9)
+        return weakref.ref(slider), pn.Column(slider)
+
+    kept, column = make()
+    del column
+    gc.collect()
+    assert kept() is not None
+    release_links(kept())
+    gc.collect()
+    assert kept() is None
+    freed, column = make()
+    release_links(column)  # through a layout too
+    del column
+    gc.collect()
+    assert freed() is None
