@@ -6,14 +6,17 @@ raw, ~22 GiB on disk, more than the 24 GiB of RAM). The run has two phases:
 
 1. **building**: the page opens the volume with no pyramid in the cache, so the server builds
    it in the background (local threads) while the browser keeps pressing → on the slice slider
-   of each axis in turn, plus jumps (``PageUp``: 5 slices). Full-resolution reads of 2048²
-   slices decode 1,024 chunks each (too many to keep in the 512 MB decoded-chunk cache).
+   of each axis in turn, plus jumps (``PageUp``: 5 slices). Each axis is a new page load, so
+   a new session: a long build sees dozens of sessions come and go. Before the pyramid exists
+   a 2048² slice is read at overview level 1, averaged from its 1,024 chunks (the chunk layer,
+   256 MB at that level, stays in the 512 MB decoded-chunk cache).
 2. **built**: the same presses once the pyramid is complete (reads from the overview levels).
 
 The server's resident memory (the process and its children) is sampled every 50 ms; the table
 gives the peak and median per phase, the pyramid's build time and size, and the median key
-press to changed pixels per phase. Memory mapped from files counts in RSS too: the figure is
-what ``top`` shows, not only the heap.
+press to changed pixels per phase, and the JSON keeps the RSS of each second of the run.
+Memory mapped from files counts in RSS too: the figure is what ``top`` shows, not only the
+heap.
 
     python benchmarks/huge_memory.py                 # generates the volume if missing (~25 min)
     python benchmarks/huge_memory.py --reuse-pyramid # skip phase 1 if a pyramid exists
@@ -228,6 +231,14 @@ def main(argv: list[str] | None = None) -> int:
         result[phase]["timed_out"] = sum(s["timed_out"] for s in presses.get(phase, []))
         result[phase]["median_press_ms"] = statistics.median(ms) if ms else None
     result["peak_mb"] = max(r for _, _, r in tl.samples) / 2**20
+    # RSS over time, one sample per second (the peak of each second): where memory grew
+    per_second: dict[int, tuple[str, int]] = {}
+    for t, phase, rss in tl.samples:
+        if rss > per_second.get(int(t), ("", -1))[1]:
+            per_second[int(t)] = (phase, rss)
+    result["rss_mb_per_second"] = [
+        [t, phase, round(rss / 2**20)] for t, (phase, rss) in sorted(per_second.items())
+    ]
     out = OUT / f"huge-memory-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.write_text(json.dumps({**result, "presses": presses}, indent=1, default=str))
     raw, disk = result["raw_bytes"] / 1e9, result["disk_bytes"] / 2**30
