@@ -29,6 +29,7 @@ import fcntl
 import hashlib
 import json
 import logging
+import math
 import os
 import shutil
 import threading
@@ -188,15 +189,7 @@ class Pyramid:
     def _header(self, path: Path) -> tuple[int, tuple[int, ...]]:
         key = str(path)
         if key not in self._headers:
-            with open(path, "rb") as fh:
-                version = np.lib.format.read_magic(fh)
-                read = (
-                    np.lib.format.read_array_header_1_0
-                    if version == (1, 0)
-                    else np.lib.format.read_array_header_2_0
-                )
-                shape, _fortran, _dtype = read(fh)
-                self._headers[key] = (fh.tell(), shape)
+            self._headers[key] = _npy_header(path)
         return self._headers[key]
 
     def read(
@@ -224,6 +217,19 @@ class Pyramid:
             raise DashappError(f"pyramid file {path.name} is incomplete; it will be rebuilt")
         block = np.frombuffer(raw, dtype=np.float32).reshape(r1 - r0, plane[1])
         return block[:, c0:c1]
+
+
+def _npy_header(path: Path) -> tuple[int, tuple[int, ...]]:
+    """Where a level file's (C-order float32) data starts, and its shape."""
+    with open(path, "rb") as fh:
+        version = np.lib.format.read_magic(fh)
+        read = (
+            np.lib.format.read_array_header_1_0
+            if version == (1, 0)
+            else np.lib.format.read_array_header_2_0
+        )
+        shape, _fortran, _dtype = read(fh)
+        return fh.tell(), shape
 
 
 def _read_meta(directory: Path) -> _Meta | None:
@@ -413,20 +419,29 @@ def _coarser_levels(
     targets: dict[tuple[int, int], Path], first: int, nlevels: int, axis: int, ndim: int
 ) -> None:
     """Levels ``first+1 .. nlevels`` along ``axis`` from level ``first``, a band of slices at a
-    time (level ``first`` of a big volume does not fit in memory: 4096^3 -> 4 GB per axis)."""
-    src = np.load(targets[(first, axis)], mmap_mode="r")
+    time (level ``first`` of a big volume does not fit in memory: 4096^3 -> 4 GB per axis).
+
+    Bands are read with ``pread``, not through a memory map: the pages of a mapped file stay in
+    the server's resident memory until it is unmapped (~500 MB for level 3 of a 2048^2 x 1920
+    volume, on top of the chunk cache and the live sessions).
+    """
+    path = targets[(first, axis)]
+    offset, shape = _npy_header(path)
     dims = plane_dims(ndim, 0)  # the stored arrays are oriented: the normal axis comes first
-    band = 64 if ndim == 3 else src.shape[0]  # 2-D levels are small: all at once
-    for start in range(0, src.shape[0], max(1, band)):
-        arr = np.asarray(src[start : start + band])
-        for level in range(first + 1, nlevels + 1):
-            arr = _mean2(arr, dims)
-            mm = np.lib.format.open_memmap(targets[(level, axis)], mode="r+")
-            try:
-                mm[start : start + arr.shape[0]] = arr
-            finally:
-                del mm
-    del src
+    band = max(1, 64 if ndim == 3 else shape[0])  # 2-D levels are small: all at once
+    cells = math.prod(shape[1:])  # per slice (3-D) or per row (2-D)
+    with open(path, "rb") as fh:
+        for start in range(0, shape[0], band):
+            n = min(band, shape[0] - start)
+            raw = os.pread(fh.fileno(), n * cells * 4, offset + start * cells * 4)
+            arr = np.frombuffer(raw, dtype=np.float32).reshape(n, *shape[1:])
+            for level in range(first + 1, nlevels + 1):
+                arr = _mean2(arr, dims)
+                mm = np.lib.format.open_memmap(targets[(level, axis)], mode="r+")
+                try:
+                    mm[start : start + arr.shape[0]] = arr
+                finally:
+                    del mm
 
 
 def full_res_axes_for(info: DatasetInfo) -> list[int]:

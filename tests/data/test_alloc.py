@@ -1,0 +1,76 @@
+"""Freed buffers go back to the OS once return_freed_buffers() ran (glibc), in a subprocess each,
+so the test process's allocator is left as it is."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from dashapp.data.alloc import return_freed_buffers
+
+# A chunk cache's pattern, in four threads: a 1 MB chunk decoded and freed, a 256 KB reduction of
+# it kept in a 100 MB LRU, a 16 MB build array freed; then the cache is cleared.
+_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    from collections import OrderedDict
+    from concurrent.futures import ThreadPoolExecutor
+    import numpy as np
+    from dashapp.data.alloc import return_freed_buffers
+
+    def rss_mb():
+        return int(open("/proc/self/statm").read().split()[1]) * 4096 / 2**20
+
+    tuned = return_freed_buffers(int(sys.argv[1]))
+    big = np.ones(32 << 18, np.float32)
+    del big  # a 32 MB buffer freed: glibc's adaptive threshold rises to 32 MB
+    base = rss_mb()
+
+    def work(i):
+        decoded = np.full(1 << 18, i, np.float32)  # 1 MB
+        kept = decoded.reshape(64, 32, 2, 32, 2).mean(axis=(2, 4), dtype=np.float32)
+        build = np.empty(4 << 20, np.float32)  # 16 MB
+        build[:] = 1
+        return kept
+
+    cache, held = OrderedDict(), 0
+    with ThreadPoolExecutor(4) as pool:
+        for i, kept in enumerate(pool.map(work, range(600))):
+            cache[i] = kept
+            held += kept.nbytes
+            while held > 100 << 20:
+                held -= cache.popitem(last=False)[1].nbytes
+    cache.clear()
+    print(json.dumps({"tuned": tuned, "extra_mb": rss_mb() - base}))
+    """
+)
+
+
+def _run(threshold_kb: int) -> dict:
+    out = subprocess.run(
+        [sys.executable, "-c", _SCRIPT, str(threshold_kb)],
+        capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    return json.loads(out.stdout)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc")
+def test_freed_buffers_are_given_back_not_kept_among_the_live_ones():
+    plain, tuned = _run(0), _run(128)
+    assert plain["tuned"] == 0
+    assert tuned["tuned"] == 128 * 1024
+    # Everything is freed: with the threshold set, the memory is given back
+    assert tuned["extra_mb"] < 40, tuned
+    # glibc alone keeps much of it in its arenas (a control: how much depends on its version)
+    assert plain["extra_mb"] > tuned["extra_mb"] + 40, (plain, tuned)
+
+
+def test_it_can_be_switched_off(monkeypatch):
+    monkeypatch.setenv("DASHAPP_MMAP_THRESHOLD_KB", "0")
+    assert return_freed_buffers() == 0
+    monkeypatch.setenv("DASHAPP_MMAP_THRESHOLD_KB", "lots")
+    assert return_freed_buffers(0) == 0  # an explicit value wins over the environment
