@@ -674,7 +674,13 @@ class PyramidManager:
             return self._status[self._key(info)]
         with self._lock:
             st = self._status.get(self._key(info))
-            if st is not None and st.state == "ready":  # stale now: the file changed
+            # "ready" but not on disk when looked at above: the file changed since (stale), or
+            # the build finished just after the look (the state is set after the rename).
+            if (
+                st is not None
+                and st.state == "ready"
+                and open_pyramid(info.file, info.path) is None
+            ):
                 st.state, st.progress = "none", 0.0
             return st or BuildStatus(state="none" if self.wanted(info) else "skipped")
 

@@ -179,6 +179,32 @@ def test_a_changed_source_makes_the_pyramid_stale_and_it_is_rebuilt(tmp_path):
     np.testing.assert_allclose(level1, 7.0)
 
 
+def test_a_build_finishing_while_its_status_is_read_is_ready_not_stale(tmp_path, monkeypatch):
+    """status() looks on disk, then reads the build's state: a build that lands in between
+    (rename, then state "ready") was once reported stale ("none"), and wait() returned it."""
+    path = tmp_path / "v.h5"
+    info = write_dataset(path, _volume(), chunks=(16, 16, 16))
+    manager = PyramidManager(min_bytes=0)
+    manager.ensure(info)
+    assert manager.wait(info).state == "ready"
+    real = pyr.open_pyramid
+    looks = []
+
+    def landing_just_after_the_first_look(*args):
+        looks.append(args)
+        return None if len(looks) == 1 else real(*args)
+
+    monkeypatch.setattr(pyr, "open_pyramid", landing_just_after_the_first_look)
+    assert manager.status(info).state == "ready"
+    assert len(looks) == 2
+    # and a pyramid really gone stale still says so
+    subprocess.run([sys.executable, "-c",
+                    f"import h5py; f = h5py.File({str(path)!r}, 'a'); f['v'][0:2] = 7; f.close()"],
+                   check=True)  # fmt: skip
+    monkeypatch.setattr(pyr, "open_pyramid", real)
+    assert manager.status(describe(path, "/v")).state == "none"
+
+
 def test_small_datasets_are_not_worth_a_pyramid(tmp_path):
     path = tmp_path / "s.h5"
     with h5py.File(path, "w") as f:
