@@ -4,6 +4,7 @@ so the test process's allocator is left as it is."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -51,9 +52,14 @@ _SCRIPT = textwrap.dedent(
 
 
 def _run(threshold_kb: int) -> dict:
+    # glibc's own settings from the environment would fix the threshold for both runs: Dask's
+    # Nanny puts MALLOC_TRIM_THRESHOLD_ in os.environ when a test before starts a cluster.
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != "GLIBC_TUNABLES"
+    }
     out = subprocess.run(
         [sys.executable, "-c", _SCRIPT, str(threshold_kb)],
-        capture_output=True, text=True, timeout=120, check=True,
+        capture_output=True, text=True, timeout=120, check=True, env=env,
     )  # fmt: skip
     return json.loads(out.stdout)
 
@@ -66,7 +72,7 @@ def test_freed_buffers_are_given_back_not_kept_among_the_live_ones():
     # Everything is freed: with the threshold set, the memory is given back
     assert tuned["extra_mb"] < 40, tuned
     # glibc alone keeps much of it in its arenas (a control: how much depends on its version)
-    assert plain["extra_mb"] > tuned["extra_mb"] + 20, (plain, tuned)
+    assert plain["extra_mb"] > tuned["extra_mb"] + 40, (plain, tuned)
 
 
 def test_it_can_be_switched_off(monkeypatch):
