@@ -518,6 +518,25 @@ class AppRun:
         return d
 
 
+def probe_page(browser: Any, host_selector: str = ".dashapp-plot", timeout_ms: int = 300_000):
+    """A new context and page with the latency probe prepared: ``(context, page, probe)``."""
+    context = browser.new_context(viewport=VIEWPORT)
+    LatencyProbe.prepare(context)
+    page = context.new_page()
+    page.set_default_timeout(timeout_ms)
+    return context, page, LatencyProbe(page, host_selector)
+
+
+def open_slicer(page: Any, probe: Any, url: str, quiet_timeout_s: float = 10) -> None:
+    """Load ``url``, install the probe, let the page settle (a bounded wait: a build's
+    progress bar keeps it busy), and focus the slice slider for key presses."""
+    page.goto(url)
+    probe.install(timeout_s=300)
+    page.mouse.move(1, 1)  # no hover tooltip over the plot
+    probe.wait_quiet(quiet_ms=1000, timeout_s=quiet_timeout_s)
+    page.locator(".noUi-handle").first.focus()
+
+
 def launch_chromium(playwright: Any, tmp: Path) -> Any:
     """Debian's Chromium, headless, kept off the network; its config and cache in ``tmp``."""
     os.environ["XDG_CONFIG_HOME"] = str(tmp / "xdg-config")

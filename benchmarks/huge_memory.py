@@ -44,7 +44,13 @@ REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(REPO))
 
-from browser_latency import VIEWPORT, LatencyProbe, PanelServer, launch_chromium  # noqa: E402
+from browser_latency import (  # noqa: E402
+    LatencyProbe,
+    PanelServer,
+    launch_chromium,
+    open_slicer,
+    probe_page,
+)
 from volumes import DATASET, DEFAULT_CACHE, ensure_volume, volume_spec  # noqa: E402
 
 OUT = HERE / "out"
@@ -121,16 +127,14 @@ def browse(
             if stop():
                 return samples
             index = shape[axis] // 3
-            page.goto(
-                f"{base}/slicer?file={file}&dataset={DATASET}&axis={axis}&index={index}"
-                "&cmap=fire&scale=linear"
-            )
-            probe.install(timeout_s=300)
-            page.mouse.move(1, 1)
             # The build's progress bar updates every second: the page is never quiet while it
-            # runs, so wait a bounded time (only the plot's own pixels time a press).
-            probe.wait_quiet(quiet_ms=1000, timeout_s=10)
-            page.locator(".noUi-handle").first.focus()
+            # runs, so open_slicer waits a bounded time (only the plot's pixels time a press).
+            open_slicer(
+                page,
+                probe,
+                f"{base}/slicer?file={file}&dataset={DATASET}&axis={axis}&index={index}"
+                "&cmap=fire&scale=linear",
+            )
             for key in ["ArrowRight"] * 6 + ["PageUp", "ArrowRight", "PageUp", "ArrowLeft"]:
                 check()
                 probe.wait_quiet(timeout_s=5)
@@ -192,11 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     with server, Timeline(server) as tl, sync_playwright() as pw:
         browser = launch_chromium(pw, logs)
-        context = browser.new_context(viewport=VIEWPORT)
-        LatencyProbe.prepare(context)
-        page = context.new_page()
-        page.set_default_timeout(300_000)
-        probe = LatencyProbe(page, ".dashapp-plot")
+        context, page, probe = probe_page(browser)
         presses: dict[str, list] = {}
         t0 = time.monotonic()
         if args.no_pyramid:

@@ -31,7 +31,7 @@ REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(REPO))
 
-from browser_latency import VIEWPORT, LatencyProbe, PanelServer, launch_chromium  # noqa: E402
+from browser_latency import PanelServer, launch_chromium, open_slicer, probe_page  # noqa: E402
 from slicer_bench import snapshot  # noqa: E402
 from volumes import DATASET, DEFAULT_CACHE, ensure_volume, volume_spec  # noqa: E402
 
@@ -45,22 +45,16 @@ def visit_all(server: PanelServer, volume, visits: int, blank: float, logs: Path
     presses: list[float] = []
     with sync_playwright() as pw:
         browser = launch_chromium(pw, logs)
-        context = browser.new_context(viewport=VIEWPORT)
-        LatencyProbe.prepare(context)
-        page = context.new_page()
-        page.set_default_timeout(300_000)
-        probe = LatencyProbe(page, ".dashapp-plot")
+        context, page, probe = probe_page(browser)
         for v in range(visits):
             axis = v % 3
             index = volume.shape[axis] // 4 + v
-            page.goto(
+            open_slicer(
+                page,
+                probe,
                 f"{server.base}/slicer?file={volume.path.name}&dataset={DATASET}&axis={axis}"
-                f"&index={index}&cmap=fire&scale=linear"
+                f"&index={index}&cmap=fire&scale=linear",
             )
-            probe.install(timeout_s=300)
-            page.mouse.move(1, 1)
-            probe.wait_quiet(quiet_ms=1000, timeout_s=10)
-            page.locator(".noUi-handle").first.focus()
             for i in range(3):
                 probe.wait_quiet(timeout_s=5)
                 s = probe.press("ArrowRight", i, timeout_s=120)
