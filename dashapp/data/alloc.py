@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import logging
 import os
 import sys
@@ -45,12 +46,21 @@ def return_freed_buffers(threshold_kb: int | None = None) -> int:
             threshold_kb = _DEFAULT_KB
     if threshold_kb <= 0 or not sys.platform.startswith("linux"):
         return 0
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
+    mallopt = _mallopt()
+    if mallopt is None:
         return 0
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    mallopt.restype = ctypes.c_int
     nbytes = threshold_kb * 1024
     return nbytes if mallopt(_M_MMAP_THRESHOLD, nbytes) == 1 else 0
+
+
+@functools.cache
+def _mallopt():
+    """libc's ``mallopt``, looked up once (``find_library`` runs ``ldconfig``; this is called
+    for every page the server builds)."""
+    try:
+        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return None
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    mallopt.restype = ctypes.c_int
+    return mallopt
