@@ -25,6 +25,7 @@ import copy
 import inspect
 import logging
 import math
+import os
 import threading
 import time
 import weakref
@@ -50,6 +51,7 @@ from .config import (
     parse_walltime,
     setting_seconds,
 )
+from .siblings import OwnerGone, Siblings, server_group
 
 __all__ = ["MANAGER", "STATUSES", "ClusterError", "ClusterManager"]
 
@@ -128,9 +130,18 @@ class ClusterManager:
 
     ``options`` are the keyword options of the kind's class; what they leave out comes from
     ``dashapp.defaults.<kind>`` and, for dask-jobqueue classes, ``jobqueue.<name>``.
+
+    The processes of one server (``panel serve --num-procs N``) share one cluster: the one
+    that starts it owns it, the others show it and pass their requests on
+    (:mod:`dashapp.cluster.siblings`). ``group`` names the folder through which they do;
+    by default :func:`~dashapp.cluster.siblings.server_group` decides.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, group: str | os.PathLike[str] | None = None) -> None:
+        self._group_arg = group
+        self._group: tuple[int, Siblings | None] | None = None  # (pid it is for, group)
+        self._serve_task: asyncio.Task | None = None
+        self._answering: set[asyncio.Task] = set()
         self._thread_lock = threading.Lock()
         self._state_lock = threading.Lock()  # guards what info() reads from other threads
         self._client_lock = threading.Lock()
@@ -275,8 +286,9 @@ class ClusterManager:
         so that the app's own local computations stay local; use
         ``dask.config.set(scheduler=manager.client)`` or ``client.compute`` to send work.
         """
-        address = self._view.get("scheduler_address")
-        if self._status != "running" or not address:
+        view = self.info()
+        address = view.get("scheduler_address")
+        if view.get("status") != "running" or not address:
             raise ClusterError("no cluster is running: start one first")
         if threading.current_thread() is self._thread:
             raise ClusterError("the synchronous client cannot be made on the manager's loop")
@@ -314,6 +326,14 @@ class ClusterManager:
             view = copy.deepcopy(self._view)
             view["errors"] = list(self._errors)
             view["events"] = [dict(e) for e in self._events]
+        if self._status in ("none", "failed"):
+            sib = self._siblings()
+            if sib is not None:
+                theirs, gone = sib.owner_info()
+                if theirs is not None:
+                    return theirs  # another process of this server runs the cluster
+                if gone and gone not in view["errors"]:
+                    view["errors"].append(gone)
         return view
 
     def close(self) -> None:
@@ -473,6 +493,15 @@ class ClusterManager:
     async def _start(self, spec: dict[str, Any], replace: bool) -> dict[str, Any]:
         assert self._op_lock is not None
         async with self._op_lock:
+            theirs = self._sibling_cluster()
+            if theirs is not None and not replace:
+                raise ClusterError(
+                    f"a {theirs.get('kind') or ''} cluster is already running "
+                    f"({theirs.get('scheduler_address')}), started from server process "
+                    f"{theirs.get('owner_pid')}: stop it first, or replace it"
+                )
+            if theirs is not None:
+                return await self._forward("start", [spec, True], _op_timeout("start"))
             if self._status in ("starting", "running", "stopping") and not replace:
                 raise ClusterError(
                     f"a {self._spec.kind if self._spec else ''} cluster is already running "
@@ -482,6 +511,8 @@ class ClusterManager:
             if problems:
                 raise ClusterError("; ".join(problems))
             s = self._parse(spec)
+            if not self._claim():  # another process of this server started one meanwhile
+                return await self._forward("start", [spec, True], _op_timeout("start"))
             if self._status != "none":
                 await self._stop_locked()
             self._reset(s)
@@ -501,6 +532,7 @@ class ClusterManager:
                 self._error(message)
                 await self._teardown()
                 self._set_status("failed")
+                self._release()
                 raise ClusterError(message) from exc
             self._set_status("running")
             self._event(f"{s.kind} cluster running, scheduler {self._address()}")
@@ -549,6 +581,8 @@ class ClusterManager:
     async def _scale(self, n: int | None = None, jobs: int | None = None) -> dict[str, Any]:
         assert self._op_lock is not None
         async with self._op_lock:
+            if self._sibling_cluster() is not None:
+                return await self._forward("scale", [n, jobs], _op_timeout("scale"))
             cluster = self._require_cluster("scale")
             count = n if n is not None else jobs
             if isinstance(count, bool) or not isinstance(count, int) or count < 0:
@@ -579,6 +613,8 @@ class ClusterManager:
     async def _adapt_cluster(self, minimum: int, maximum: int | None) -> dict[str, Any]:
         assert self._op_lock is not None
         async with self._op_lock:
+            if self._sibling_cluster() is not None:
+                return await self._forward("adapt", [minimum, maximum], _op_timeout("scale"))
             self._require_cluster("adapt")
             bounds = _check_bounds(minimum, maximum)
             await self._adapt_locked(bounds["minimum"], bounds["maximum"])
@@ -600,8 +636,11 @@ class ClusterManager:
     async def _stop(self) -> dict[str, Any]:
         assert self._op_lock is not None
         async with self._op_lock:
+            if self._sibling_cluster() is not None:
+                return await self._forward("stop", [], _op_timeout("stop"))
             if self._status != "none":
                 await self._stop_locked()
+            self._release()
             return self.info()
 
     async def _stop_locked(self) -> None:
@@ -669,6 +708,8 @@ class ClusterManager:
             await asyncio.sleep(1)
 
     async def _wait_for_workers(self, n: int, timeout: float) -> dict[str, Any]:
+        if self._sibling_cluster() is not None:
+            return await self._forward("wait", [n, timeout], timeout + 30)
         deadline = time.monotonic() + timeout
         while True:
             comm = self._scheduler_comm()
@@ -944,6 +985,96 @@ class ClusterManager:
             lines = []
         return f"{hint} (last line: {lines[-1].strip()[:200]})" if lines else hint
 
+    # ------------------------------------------------- the other processes of a server
+
+    def _siblings(self) -> Siblings | None:
+        """This process's group (see :mod:`.siblings`), decided once per process (a server
+        may import dashapp before it forks its children)."""
+        pid = os.getpid()
+        if self._group is None or self._group[0] != pid:
+            folder = self._group_arg if self._group_arg is not None else server_group()
+            self._group = (pid, Siblings(folder) if folder else None)
+        return self._group[1]
+
+    def _sibling_cluster(self) -> dict[str, Any] | None:
+        """The info() of the cluster another process of the group runs, if this one runs
+        none; else None."""
+        if self._status not in ("none", "failed"):
+            return None
+        sib = self._siblings()
+        return sib.owner_info()[0] if sib is not None else None
+
+    def _claim(self) -> bool:
+        """Own the group's cluster (True without a group); start answering the others."""
+        sib = self._siblings()
+        if sib is None or sib.owning:
+            return True
+        if not sib.claim():
+            return False
+        self._serve_task = asyncio.ensure_future(self._serve_siblings(sib))
+        return True
+
+    def _release(self) -> None:
+        sib = self._siblings()
+        if sib is None or not sib.owning:
+            return
+        sib.release()
+        task, self._serve_task = self._serve_task, None
+        if task is not None:
+            task.cancel()
+
+    def _share(self) -> None:
+        """Publish info() to the group while owning its cluster."""
+        group = self._group
+        sib = group[1] if group is not None and group[0] == os.getpid() else None
+        if sib is not None and sib.owning:
+            try:
+                sib.publish(self.info())
+            except OSError:
+                log.warning("could not publish the cluster state", exc_info=True)
+
+    async def _forward(self, op: str, args: list[Any], timeout: float) -> dict[str, Any]:
+        """Have the owning process do ``op``; its answer, or its error raised here."""
+        sib = self._siblings()
+        assert sib is not None
+        try:
+            reply = await sib.request(op, args, timeout)
+        except (OwnerGone, TimeoutError) as exc:
+            raise ClusterError(str(exc)) from exc
+        if "error" in reply:
+            kind = TimeoutError if reply.get("type") == "TimeoutError" else ClusterError
+            raise kind(reply["error"])
+        return self.info()
+
+    async def _serve_siblings(self, sib: Siblings) -> None:
+        """The owner's side: answer the group's requests while owning."""
+        while sib.owning:
+            for rid, request in sib.take_requests():
+                task = asyncio.ensure_future(self._answer(sib, rid, request))
+                self._answering.add(task)  # (a task nobody refers to may be collected)
+                task.add_done_callback(self._answering.discard)
+            await asyncio.sleep(0.05)
+
+    async def _answer(self, sib: Siblings, rid: str, request: dict[str, Any]) -> None:
+        op, args = request.get("op"), list(request.get("args") or [])
+        ops = {
+            "start": self._start,
+            "scale": lambda n, jobs: self._scale(n=n, jobs=jobs),
+            "adapt": self._adapt_cluster,
+            "stop": self._stop,
+            "wait": self._wait_for_workers,
+        }
+        try:
+            if op not in ops:
+                raise ClusterError(f"unknown cluster request {op!r}")
+            self._event(f"{op} asked by server process {request.get('from')}")
+            reply: dict[str, Any] = {"info": await ops[op](*args)}
+        except (ClusterError, TimeoutError) as exc:
+            reply = {"error": str(exc), "type": type(exc).__name__}
+        except Exception as exc:
+            reply = {"error": _reason(exc), "type": "ClusterError"}
+        sib.answer(rid, reply)
+
     # ------------------------------------------------------------------------- state
 
     def _reset(self, s: _Spec) -> None:
@@ -974,6 +1105,7 @@ class ClusterManager:
             else:
                 self._events.append({"time": now, "text": text})
         log.info("%s", text)
+        self._share()
 
     def _error(self, text: str) -> None:
         with self._state_lock:
@@ -1029,6 +1161,13 @@ class ClusterManager:
         }
         with self._state_lock:
             self._view = json_safe(view)
+        self._share()
+
+
+def _op_timeout(op: str) -> float:
+    """Seconds a process waits for the owner of the cluster to do ``op``."""
+    stop = setting_seconds("stop-timeout", 60)
+    return {"start": 2 * stop + 300, "stop": stop + 60}.get(op, stop + 120)
 
 
 def _check_bounds(minimum: Any, maximum: Any) -> dict[str, Any]:
