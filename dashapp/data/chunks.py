@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import threading
 import time
 import zlib
@@ -53,16 +54,45 @@ __all__ = [
     "ChunkCache",
     "DirectReader",
     "Foreground",
+    "cache_budget",
     "direct_reader",
     "reducible_levels",
+    "server_processes",
 ]
 
 _DEFLATE, _SHUFFLE, _FLETCHER32 = 1, 2, 3
 _SUPPORTED_FILTERS = {_DEFLATE, _SHUFFLE, _FLETCHER32}
 
 
-def _cache_bytes() -> int:
-    return int(float(os.environ.get("DASHAPP_CHUNK_CACHE_MB", "512")) * 2**20)
+def server_processes(argv: list[str] | None = None) -> int:
+    """How many processes serve this app: N of ``panel serve --num-procs N`` in one of its
+    children (0 means one per core, as Tornado does), else 1."""
+    try:
+        from tornado.process import task_id
+    except ImportError:  # pragma: no cover - tornado comes with bokeh
+        return 1
+    if task_id() is None:
+        return 1
+    # (sys.argv is the app's own --args while a session's script runs; orig_argv is not)
+    args = list(sys.orig_argv if argv is None else argv)
+    n = None
+    for i, arg in enumerate(args):
+        if arg == "--num-procs" and i + 1 < len(args):
+            n = args[i + 1]
+        elif arg.startswith("--num-procs="):
+            n = arg.split("=", 1)[1]
+    try:
+        count = int(n) if n is not None else 1
+    except ValueError:
+        count = 1
+    return count if count > 0 else (os.cpu_count() or 1)
+
+
+def cache_budget() -> int:
+    """The chunk cache of this process: ``DASHAPP_CHUNK_CACHE_MB`` (default 512) is the
+    server's, shared out among its processes."""
+    total = float(os.environ.get("DASHAPP_CHUNK_CACHE_MB", "512")) * 2**20
+    return int(total // server_processes())
 
 
 class ChunkCache:
@@ -106,6 +136,14 @@ class ChunkCache:
                 self._bytes -= old.nbytes
             self._items[key] = arr
             self._bytes += arr.nbytes
+            while self._bytes > self.max_bytes and self._items:
+                _, victim = self._items.popitem(last=False)
+                self._bytes -= victim.nbytes
+
+    def resize(self, max_bytes: int) -> None:
+        """A new budget; the least recently used chunks beyond it go."""
+        with self._lock:
+            self.max_bytes = max_bytes
             while self._bytes > self.max_bytes and self._items:
                 _, victim = self._items.popitem(last=False)
                 self._bytes -= victim.nbytes
@@ -170,7 +208,7 @@ class Foreground:
 FOREGROUND = Foreground()
 
 #: Decoded chunks of every dataset read by this process (``DASHAPP_CHUNK_CACHE_MB``, default 512).
-CHUNK_CACHE = ChunkCache(_cache_bytes())
+CHUNK_CACHE = ChunkCache(cache_budget())
 #: Threads decoding chunks (zlib releases the GIL, so these use every core).
 DECODE_POOL = ThreadPoolExecutor(
     max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="dashapp-decode"
