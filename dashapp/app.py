@@ -34,13 +34,14 @@ def serve_slicer_page(argv: list[str] | None = None) -> Any:
     be opened and the page says why)."""
     import panel as pn
 
-    from .data.alloc import return_freed_buffers
+    from .data.alloc import return_freed_buffers, trim_freed_buffers
     from .data.chunks import CHUNK_CACHE, cache_budget
     from .views.app import SlicerApp, resolve_root
     from .views.transport import flush_stranded_updates
 
     flush_stranded_updates()  # every session's pictures reach its browser (see the module)
     return_freed_buffers()  # a long-running server gives freed chunks back (see the module)
+    trim_freed_buffers()
     CHUNK_CACHE.resize(cache_budget())  # with --num-procs N, each process has 1/N of it
     args = _parse(sys.argv[1:] if argv is None else argv)
     pn.extension("tabulator", notifications=True)  # the cluster pane's tables
