@@ -28,6 +28,7 @@ Prints a table (per server: medians over its rounds) and writes the samples as J
 
     python benchmarks/drag_bench.py                                    # this checkout
     python benchmarks/drag_bench.py --ref 86ef41c --procs 1 2          # before/after, 1-2 procs
+    python benchmarks/drag_bench.py --env DASHAPP_MMAP_THRESHOLD_KB=0  # with/without a setting
 """
 
 from __future__ import annotations
@@ -68,8 +69,11 @@ REPO = HERE.parent
 class Variant:
     """One server to measure: a dashapp source tree served with ``--num-procs procs``."""
 
-    def __init__(self, label: str, src: Path, procs: int, commit: str) -> None:
+    def __init__(
+        self, label: str, src: Path, procs: int, commit: str, env: dict[str, str] | None = None
+    ) -> None:
         self.label, self.src, self.procs, self.commit = label, src, procs, commit
+        self.env = dict(env or {})  # more environment for its server
         self.server: PanelServer | None = None
         self.rounds: list[dict[str, Any]] = []
 
@@ -187,10 +191,24 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         dest.mkdir()
         src = snapshot(REPO, ref, dest)
         trees.append((ref, src, machine(REPO, ref)["dashapp_commit"]))
+    envs: list[dict[str, str]] = [{}] + [
+        dict(kv.split("=", 1) for kv in e.split(",")) for e in args.env
+    ]
     variants = [
-        Variant(f"{label} ×{procs}" if len(args.procs) > 1 else label, src, procs, commit)
+        Variant(
+            " ".join(
+                [label]
+                + ([f"×{procs}"] if len(args.procs) > 1 else [])
+                + [f"{k}={v}" for k, v in env.items()]
+            ),
+            src,
+            procs,
+            commit,
+            env,
+        )
         for label, src, commit in trees
         for procs in args.procs
+        for env in envs
     ]
     loop = ClientLoop()
     try:
@@ -200,7 +218,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 ["--root", str(cache)],
                 cwd=v.src,
                 log=tmp / f"server-{i}.log",
-                env={"DASHAPP_CACHE": str(args.dashapp_cache)},
+                env={"DASHAPP_CACHE": str(args.dashapp_cache), **v.env},
                 python_path=v.src,
                 serve_options=["--num-procs", str(v.procs)] if v.procs != 1 else [],
             ).start()
@@ -245,7 +263,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "settings": vars(args)
         | {"cache": str(args.cache), "dashapp_cache": str(args.dashapp_cache)},
         "variants": [
-            {"label": v.label, "commit": v.commit, "procs": v.procs, "rounds": v.rounds}
+            {
+                "label": v.label,
+                "commit": v.commit,
+                "procs": v.procs,
+                "env": v.env,
+                "rounds": v.rounds,
+            }
             for v in variants
         ],
     }
@@ -307,6 +331,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--size", type=int, default=512, help="edge of each session's volume")
     p.add_argument("--ref", action="append", default=[], help="also serve this git commit")
     p.add_argument("--procs", type=int, nargs="+", default=[1], help="panel serve --num-procs")
+    p.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="also serve each tree with these settings, NAME=VALUE[,NAME=VALUE] (repeatable)",
+    )
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--waves", type=int, default=20)
     p.add_argument("--seconds", type=float, default=20)

@@ -24,6 +24,7 @@ timeouts) and writes everything as JSON to ``benchmarks/out/sessions-<timestamp>
 
     python benchmarks/sessions_bench.py                       # 10 sessions, 512³, ~10 min
     python benchmarks/sessions_bench.py --sessions 4 --size 256 --presses 5   # smoke run
+    python benchmarks/sessions_bench.py --browsers 1 --procs 2   # 1 page + 9 protocol, 2 procs
 """
 
 from __future__ import annotations
@@ -303,6 +304,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         log=tmp / "server.log",
         env={"DASHAPP_CACHE": str(args.dashapp_cache)},
         python_path=REPO,
+        serve_options=["--num-procs", str(args.procs)] if args.procs != 1 else [],
     )
     n_pages = len(volumes) if args.browsers is None else min(args.browsers, len(volumes))
     with server, sync_playwright() as pw:
@@ -446,7 +448,8 @@ def report(r: dict[str, Any]) -> str:
     pages, clients = r.get("pages", len(r["volumes"])), r.get("protocol_sessions", 0)
     who = f"{pages} Chromium pages" + (f" + {clients} protocol sessions" if clients else "")
     lines = [
-        f"{len(r['volumes'])} sessions ({who}), one server, each on its own "
+        f"{len(r['volumes'])} sessions ({who}), one server "
+        f"({r['settings'].get('procs', 1)} process(es)), each on its own "
         f"{'x'.join(map(str, r['volumes'][0]['shape']))} volume "
         f"({', '.join(sorted({v['layout'] for v in r['volumes']}))}); pyramids built.",
         "",
@@ -514,6 +517,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--browsers",
         type=int,
         help="sessions that are Chromium pages (default: all); the rest are protocol clients",
+    )
+    ap.add_argument(
+        "--procs", type=int, default=1, help="server processes (panel serve --num-procs)"
     )
     ap.add_argument("--no-slow", dest="slow", action="store_false", help="skip phase 3")
     ap.add_argument("--slow-size", type=int, default=1024, help="edge of the slow volume")
