@@ -273,7 +273,7 @@ class DirectReader:
         exactly those of the dataset's own levels (chunk origins are multiples of ``2**level``
         along ``dims``).
         """
-        from .pyramid import _mean2, _to_float
+        from .pyramid import as_float32, halve
 
         arr = block
         if start == 0:
@@ -281,10 +281,8 @@ class DirectReader:
                 slice(0, min(c, n - o))
                 for c, n, o in zip(self.chunks, self.shape, offset, strict=True)
             )
-            arr = _to_float(block[inside])
-        for _ in range(level - start):
-            arr = _mean2(arr, dims)
-        return arr
+            arr = as_float32(block[inside])
+        return halve(arr, dims, level - start)
 
     def _finer(
         self, offset: tuple[int, ...], level: int, dims: tuple

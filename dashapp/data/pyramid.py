@@ -53,8 +53,10 @@ __all__ = [
     "BuildStatus",
     "Pyramid",
     "PyramidManager",
+    "as_float32",
     "build_pyramid",
     "choose_level",
+    "halve",
     "level_edges",
     "pyramid_dir",
 ]
@@ -299,9 +301,17 @@ def _build_lock(
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def _mean2(block: np.ndarray, dims: tuple[int, ...] | None = None) -> np.ndarray:
-    """NaN-aware mean over pairs of cells along ``dims`` (default: all; 2x2 in a plane, 2x2x2
-    in a volume); odd edges are padded with NaN."""
+def halve(block: np.ndarray, dims: tuple[int, ...] | None = None, times: int = 1) -> np.ndarray:
+    """``block`` one level coarser, ``times`` times: each time the NaN-aware mean over pairs of
+    cells along ``dims`` (default: all; 2x2 in a plane, 2x2x2 in a volume), odd edges padded
+    with NaN. The one reduction of every level: pyramid builds, chunks reduced as they are
+    read, and regions reduced through h5py."""
+    for _ in range(times):
+        block = _mean2(block, dims)
+    return block
+
+
+def _mean2(block: np.ndarray, dims: tuple[int, ...] | None) -> np.ndarray:
     dims = tuple(range(block.ndim)) if dims is None else tuple(dims)
     pad = [(0, n % 2 if d in dims else 0) for d, n in enumerate(block.shape)]
     if any(p[1] for p in pad):
@@ -340,7 +350,8 @@ class _quiet:
         self._ctx.__exit__(*exc)
 
 
-def _to_float(values: np.ndarray) -> np.ndarray:
+def as_float32(values: np.ndarray) -> np.ndarray:
+    """``values`` as float32, the dtype of every level (no copy if already)."""
     if values.dtype.kind == "b":
         return values.astype(np.float32)
     return values.astype(np.float32, copy=False)
@@ -353,8 +364,8 @@ def _read_block(path: str, dataset: str, sel: tuple[slice, ...]) -> np.ndarray:
         ds = f[dataset]
         reader = direct_reader(path, ds)
         if reader is None:
-            return _to_float(np.asarray(ds[sel]))
-    return _to_float(reader.read(sel, cache=False))
+            return as_float32(np.asarray(ds[sel]))
+    return as_float32(reader.read(sel, cache=False))
 
 
 def pyramid_block(
@@ -379,7 +390,7 @@ def pyramid_block(
         dims = plane_dims(block.ndim, axis)
         reduced, out = block, []
         for _ in range(nlevels):
-            reduced = _mean2(reduced, dims)
+            reduced = halve(reduced, dims)
             out.append(reduced)
         levels[axis] = out
     return origin, (block if keep_full else None), levels
@@ -436,7 +447,7 @@ def _coarser_levels(
             raw = os.pread(fh.fileno(), n * cells * 4, offset + start * cells * 4)
             arr = np.frombuffer(raw, dtype=np.float32).reshape(n, *shape[1:])
             for level in range(first + 1, nlevels + 1):
-                arr = _mean2(arr, dims)
+                arr = halve(arr, dims)
                 mm = np.lib.format.open_memmap(targets[(level, axis)], mode="r+")
                 try:
                     mm[start : start + arr.shape[0]] = arr

@@ -26,7 +26,7 @@ from .chunks import direct_reader, reducible_levels
 from .dataset import DatasetInfo, check_viewable, is_uniform
 from .errors import Unsupported
 from .files import h5_errors, open_file
-from .pyramid import Pyramid, _mean2, _to_float, choose_level, level_edges, plane_dims
+from .pyramid import Pyramid, as_float32, choose_level, halve, level_edges, plane_dims
 from .slicing import AGGREGATIONS, COMPLEX_PARTS, build_selection, decimation, index_range
 from .tree import require_dataset
 
@@ -406,10 +406,8 @@ def _reduce_region(ds: object, sel: tuple, level: int, dims: tuple[int, ...]) ->
     for start in range(full[first].start, full[first].stop, band):
         part = list(full)
         part[first] = slice(start, min(start + band, full[first].stop))
-        arr = _to_float(np.asarray(ds[tuple(part)]))
-        for _ in range(level):
-            arr = _mean2(arr)  # the integer index along the normal is gone: all dims in-plane
-        parts.append(arr)
+        # (the integer index along the normal is gone: all dims left are in-plane)
+        parts.append(halve(as_float32(np.asarray(ds[tuple(part)])), times=level))
     arr = np.concatenate(parts, axis=0)
     return arr[tuple(slice(None, None, st) for st in steps)]
 
