@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -86,7 +87,13 @@ def free_port() -> int:
 class PanelServer:
     """``panel serve apps/slicer.py`` in a subprocess, on a free port."""
 
-    def __init__(self, root: Path | None, tmp: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        root: Path | None,
+        tmp: Path,
+        env: dict[str, str] | None = None,
+        options: list[str] | None = None,
+    ) -> None:
         self.port = free_port()
         self.log = tmp / f"panel-{self.port}.log"
         cmd = [
@@ -94,6 +101,7 @@ class PanelServer:
             "--port", str(self.port), "--address", "127.0.0.1", "--liveness",
             "--allow-websocket-origin", f"127.0.0.1:{self.port}",
             "--allow-websocket-origin", f"localhost:{self.port}",
+            *(options or []),  # more panel serve options, e.g. --num-procs 2
         ]  # fmt: skip
         if root is not None:
             cmd += ["--args", "--root", str(root)]
@@ -106,7 +114,12 @@ class PanelServer:
         }
         self._log = open(self.log, "w")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            cmd, cwd=REPO, env=full_env, stdout=self._log, stderr=subprocess.STDOUT
+            cmd,
+            cwd=REPO,
+            env=full_env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: --num-procs children stop with it
         )
         self.url = f"http://127.0.0.1:{self.port}/slicer"
         self._wait()
@@ -126,11 +139,21 @@ class PanelServer:
         return self.proc.poll() is None
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        """Stop the server and every process of its group (--num-procs children, workers)."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            self.proc.poll()  # (reaps the parent)
+            try:
+                os.killpg(self.proc.pid, 0)
+            except ProcessLookupError:
+                break  # all gone
+            time.sleep(0.1)
+        else:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
         self._log.close()
 
 
@@ -139,8 +162,10 @@ def serve(tmp_path):
     """Start ``panel serve apps/slicer.py --args --root ROOT``; stopped after the test."""
     servers: list[PanelServer] = []
 
-    def start(root: Path | None, env: dict[str, str] | None = None) -> PanelServer:
-        server = PanelServer(root, tmp_path, env)
+    def start(
+        root: Path | None, env: dict[str, str] | None = None, options: list[str] | None = None
+    ) -> PanelServer:
+        server = PanelServer(root, tmp_path, env, options)
         servers.append(server)
         return server
 

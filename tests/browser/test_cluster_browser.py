@@ -3,6 +3,8 @@ it and watch the stitched model fill in in the slicer."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from playwright.sync_api import Page, expect
 
@@ -46,3 +48,40 @@ def test_cluster_pane_and_sweep(serve, page: Page):
     page.locator(".bk-tab").filter(has_text="Dask cluster").click()
     page.locator(".dashapp-cluster-stop button").first.click()
     expect(summary).to_contain_text("Status: none", timeout=90_000)
+
+
+def test_every_process_of_a_multi_process_server_shows_one_cluster(serve, browser):
+    """``panel serve --num-procs 2``: a cluster started from one page is the cluster of every
+    page, whichever process serves it, and a page can stop it for all.
+
+    Which process serves a page is the kernel's choice; with six pages, all of them served by
+    the starting page's process (when this test could not tell) happens 1 time in 32."""
+    server = serve(None, options=["--num-procs", "2"])
+    context = browser.new_context()
+    pages = []
+    try:
+        first = context.new_page()
+        first.goto(server.url)
+        first.locator(".bk-tab").filter(has_text="Dask cluster").click()
+        first.locator(".dashapp-cluster-start button").first.click()
+        summary = first.locator(".dashapp-cluster-summary").first
+        expect(summary).to_contain_text("Workers: 2 of 2", timeout=90_000)
+        address = first.locator(".dashapp-cluster-summary code").first.inner_text()
+        assert re.fullmatch(r"tcp://[\w.-]+:\d+", address), address
+        for _ in range(5):
+            page = context.new_page()
+            page.goto(server.url)
+            page.locator(".bk-tab").filter(has_text="Dask cluster").click()
+            s = page.locator(".dashapp-cluster-summary").first
+            expect(s).to_contain_text("running", timeout=TIMEOUT)
+            expect(s).to_contain_text(address, timeout=TIMEOUT)
+            pages.append(page)
+        # a stop from the last page stops it for every page
+        last = pages[-1]
+        last.locator(".dashapp-cluster-stop button").first.click()
+        for page in [first, *pages]:
+            expect(page.locator(".dashapp-cluster-summary").first).to_contain_text(
+                "Status: none", timeout=90_000
+            )
+    finally:
+        context.close()
