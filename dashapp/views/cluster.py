@@ -300,6 +300,8 @@ class ClusterPane(pn.viewable.Viewer):
             f"<b>Workers:</b> {len(info.get('workers') or [])}"
             + (f" of {info['requested_workers']}" if info.get("requested_workers") else "")
         )
+        if info.get("owner_pid"):  # started from a page of another process of this server
+            parts.append(f"<b>Runs in:</b> server process {int(info['owner_pid'])}")
         if info.get("adapt"):
             a = info["adapt"]
             parts.append(f"<b>Adaptive:</b> {a.get('minimum')}–{a.get('maximum')}")

@@ -108,3 +108,28 @@ def test_start_scale_and_stop_a_slurm_cluster_from_the_pane(pane, slurm, tmp_pat
     slurm.wait_empty(60)
     pane.update()
     assert pane._workers.value.empty
+
+
+def test_a_page_of_another_process_shows_and_stops_the_cluster(tmp_path):
+    """Two managers of one group stand for two processes of a ``--num-procs`` server (real
+    processes: test_siblings.py); the pane of the one that did not start the cluster shows
+    it, says where it runs, and a stop asked there stops it."""
+    import os
+
+    from dashapp.cluster import ClusterManager
+
+    owner, other = ClusterManager(group=tmp_path), ClusterManager(group=tmp_path)
+    try:
+        run(owner.start({"kind": "local", "workers": 1, "options": {"memory_limit": "1GB"}}))
+        pane = ClusterPane(manager=other)
+        pane.update()
+        assert "running" in pane._summary.object
+        assert f"server process {os.getpid()}" in pane._summary.object
+        assert not pane._scale.disabled
+        run(other.stop())
+        pane.update()
+        assert "Status:</b> none" in pane._summary.object
+        assert owner.info()["status"] == "none"
+    finally:
+        other.close()
+        owner.close()
