@@ -136,17 +136,19 @@ class ChunkCache:
                 self._bytes -= old.nbytes
             self._items[key] = arr
             self._bytes += arr.nbytes
-            while self._bytes > self.max_bytes and self._items:
-                _, victim = self._items.popitem(last=False)
-                self._bytes -= victim.nbytes
+            self._evict()
 
     def resize(self, max_bytes: int) -> None:
         """A new budget; the least recently used chunks beyond it go."""
         with self._lock:
             self.max_bytes = max_bytes
-            while self._bytes > self.max_bytes and self._items:
-                _, victim = self._items.popitem(last=False)
-                self._bytes -= victim.nbytes
+            self._evict()
+
+    def _evict(self) -> None:
+        """Drop the least recently used chunks until within budget (holding the lock)."""
+        while self._bytes > self.max_bytes and self._items:
+            _, victim = self._items.popitem(last=False)
+            self._bytes -= victim.nbytes
 
     @property
     def nbytes(self) -> int:
