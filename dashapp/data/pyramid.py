@@ -212,12 +212,8 @@ class Pyramid:
             base = offset + index * plane[0] * plane[1] * 4
         r0, r1 = rows
         c0, c1 = cols
-        nbytes = (r1 - r0) * plane[1] * 4
         with open(path, "rb") as fh:
-            raw = os.pread(fh.fileno(), nbytes, base + r0 * plane[1] * 4)
-        if len(raw) != nbytes:
-            raise DashappError(f"pyramid file {path.name} is incomplete; it will be rebuilt")
-        block = np.frombuffer(raw, dtype=np.float32).reshape(r1 - r0, plane[1])
+            block = _pread_rows(fh, path, base, r0, r1 - r0, (plane[1],))
         return block[:, c0:c1]
 
 
@@ -232,6 +228,18 @@ def _npy_header(path: Path) -> tuple[int, tuple[int, ...]]:
         )
         shape, _fortran, _dtype = read(fh)
         return fh.tell(), shape
+
+
+def _pread_rows(
+    fh: Any, path: Path, offset: int, start: int, n: int, row: tuple[int, ...]
+) -> np.ndarray:
+    """Rows ``start .. start+n`` (each of shape ``row``, float32) of a level file whose data
+    begin at byte ``offset``, read with ``pread`` (no memory map stays resident)."""
+    row_bytes = math.prod(row) * 4
+    raw = os.pread(fh.fileno(), n * row_bytes, offset + start * row_bytes)
+    if len(raw) != n * row_bytes:
+        raise DashappError(f"pyramid file {path.name} is incomplete; it will be rebuilt")
+    return np.frombuffer(raw, dtype=np.float32).reshape(n, *row)
 
 
 def _read_meta(directory: Path) -> _Meta | None:
@@ -440,12 +448,10 @@ def _coarser_levels(
     offset, shape = _npy_header(path)
     dims = plane_dims(ndim, 0)  # the stored arrays are oriented: the normal axis comes first
     band = max(1, 64 if ndim == 3 else shape[0])  # 2-D levels are small: all at once
-    cells = math.prod(shape[1:])  # per slice (3-D) or per row (2-D)
     with open(path, "rb") as fh:
         for start in range(0, shape[0], band):
             n = min(band, shape[0] - start)
-            raw = os.pread(fh.fileno(), n * cells * 4, offset + start * cells * 4)
-            arr = np.frombuffer(raw, dtype=np.float32).reshape(n, *shape[1:])
+            arr = _pread_rows(fh, path, offset, start, n, tuple(shape[1:]))
             for level in range(first + 1, nlevels + 1):
                 arr = halve(arr, dims)
                 mm = np.lib.format.open_memmap(targets[(level, axis)], mode="r+")
