@@ -6,6 +6,7 @@ functions, and so can scripts and notebooks.
 
 from __future__ import annotations
 
+from .chunks import reading_for, release_reads
 from .dataset import Axis, DatasetInfo, check_viewable, describe, is_uniform
 from .errors import BrokenLink, DashappError, FileBusy, NotFound, NotHDF5, OutsideRoot, Unsupported
 from .files import HANDLES, HandleCache, open_file
@@ -71,7 +72,9 @@ __all__ = [
     "open_pyramid",
     "read_slice",
     "read_tree",
+    "reading_for",
     "relative_to_root",
+    "release_reads",
     "resolve",
     "series_members",
     "to_real",

@@ -35,10 +35,11 @@ import sys
 import threading
 import time
 import zlib
-from collections import OrderedDict, deque
-from collections.abc import Iterator, Sequence
+from collections import Counter, OrderedDict, deque
+from collections.abc import Hashable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from itertools import product
 from pathlib import Path
@@ -56,12 +57,18 @@ __all__ = [
     "Foreground",
     "cache_budget",
     "direct_reader",
+    "reading_for",
     "reducible_levels",
+    "release_reads",
     "server_processes",
 ]
 
 _DEFLATE, _SHUFFLE, _FLETCHER32 = 1, 2, 3
 _SUPPORTED_FILTERS = {_DEFLATE, _SHUFFLE, _FLETCHER32}
+
+#: An unfiltered chunk is read in part when the span of bytes a read needs from it is at most
+#: this fraction of it (else it is read whole, and cached).
+PART_FRACTION = 1 / 8
 
 
 def server_processes(argv: list[str] | None = None) -> int:
@@ -96,15 +103,32 @@ def cache_budget() -> int:
 
 
 class ChunkCache:
-    """A thread-safe LRU of decoded chunks, bounded by their total size in bytes."""
+    """A thread-safe LRU of decoded chunks, bounded by their total size in bytes, that does not
+    thrash when its users need more than it holds.
+
+    A plain LRU serving ten sessions whose current chunk layers add up to more than its budget
+    evicts each session's layer just before that session steps again: no read ever hits, and
+    every step decodes its whole layer (measured: 56 decodes per picture instead of none).
+    So each reader (a session's slicer; see :func:`reading_for`) **claims** the chunks of its
+    latest read, and claimed chunks are not evicted to make room for others: a session's
+    current layer stays while it scrubs through it, and is let go when it moves to the next
+    layer, after :data:`CLAIM_SECONDS` unused, or when the session closes (:meth:`release`).
+    When only claimed chunks are left, a new chunk is not kept: the sessions already served
+    stay fast, and the one that came last decodes what did not fit. Prefetched chunks claim
+    nothing, so a guess never evicts what someone is looking at.
+    """
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
         self._items: OrderedDict[tuple, np.ndarray] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
+        self._claims: dict[Hashable, tuple[frozenset, float]] = {}
+        self._claimed: Counter[tuple] = Counter()
         self.hits = 0
         self.misses = 0
+        #: Chunks not kept because claimed chunks filled the cache.
+        self.refused = 0
 
     def get(self, key: tuple) -> np.ndarray | None:
         """The cached chunk, or None (counted as a miss)."""
@@ -126,29 +150,81 @@ class ChunkCache:
         with self._lock:
             return key in self._items
 
-    def put(self, key: tuple, arr: np.ndarray) -> None:
-        """Store a decoded chunk, evicting the least recently used ones beyond the budget."""
+    def claim(self, owner: Hashable, keys: Iterable[tuple]) -> None:
+        """``owner``'s latest read needs ``keys``: keep them (see the class); this replaces
+        ``owner``'s earlier claim."""
+        keys = frozenset(keys)
+        with self._lock:
+            self._unclaim(owner)
+            self._claims[owner] = (keys, time.monotonic())
+            self._claimed.update(keys)
+
+    def release(self, owner: Hashable) -> None:
+        """``owner`` reads no more: its chunks may go."""
+        with self._lock:
+            self._unclaim(owner)
+
+    def _unclaim(self, owner: Hashable) -> None:
+        old = self._claims.pop(owner, None)
+        if old is not None:
+            self._claimed.subtract(old[0])
+            for key in old[0]:
+                if self._claimed[key] <= 0:
+                    del self._claimed[key]
+
+    def put(self, key: tuple, arr: np.ndarray) -> bool:
+        """Store a decoded chunk, evicting the least recently used unclaimed ones beyond the
+        budget; returns whether it was kept."""
         if arr.nbytes > self.max_bytes:
-            return
+            return False
         with self._lock:
             old = self._items.pop(key, None)
             if old is not None:
                 self._bytes -= old.nbytes
             self._items[key] = arr
             self._bytes += arr.nbytes
-            self._evict()
+            self._evict(spare_claimed=True)
+            if key in self._items:
+                return True
+            self.refused += 1
+            return False
 
     def resize(self, max_bytes: int) -> None:
-        """A new budget; the least recently used chunks beyond it go."""
+        """A new budget; the least recently used chunks beyond it go, claimed or not."""
         with self._lock:
             self.max_bytes = max_bytes
-            self._evict()
+            self._evict(spare_claimed=False)
 
-    def _evict(self) -> None:
-        """Drop the least recently used chunks until within budget (holding the lock)."""
+    def _evict(self, spare_claimed: bool) -> None:
+        """Drop the least recently used chunks until within budget (holding the lock); with
+        ``spare_claimed``, claimed chunks stay and the newest chunk goes if nothing else can."""
+        if self._bytes <= self.max_bytes:
+            return
+        if spare_claimed:
+            self._expire_claims()
+            for key in list(self._items):
+                if self._bytes <= self.max_bytes:
+                    return
+                if key not in self._claimed:
+                    self._bytes -= self._items.pop(key).nbytes
+            if self._bytes > self.max_bytes:  # only claimed chunks left: the newest goes
+                _, arr = self._items.popitem(last=True)
+                self._bytes -= arr.nbytes
         while self._bytes > self.max_bytes and self._items:
             _, victim = self._items.popitem(last=False)
             self._bytes -= victim.nbytes
+
+    def _expire_claims(self) -> None:
+        too_old = time.monotonic() - CLAIM_SECONDS
+        for owner in [o for o, (_, t) in self._claims.items() if t < too_old]:
+            self._unclaim(owner)
+
+    def room(self) -> int:
+        """Bytes that new unclaimed chunks can have: the budget less the claimed chunks held."""
+        with self._lock:
+            self._expire_claims()
+            claimed = sum(a.nbytes for k, a in self._items.items() if k in self._claimed)
+            return self.max_bytes - claimed
 
     @property
     def nbytes(self) -> int:
@@ -159,10 +235,36 @@ class ChunkCache:
         return len(self._items)
 
     def clear(self) -> None:
-        """Drop everything."""
+        """Drop everything (claims included)."""
         with self._lock:
             self._items.clear()
             self._bytes = 0
+            self._claims.clear()
+            self._claimed.clear()
+
+
+#: Seconds after which a reader's claim on its chunks lapses if it has not read again (a
+#: session left open in a forgotten tab).
+CLAIM_SECONDS = 60.0
+
+#: Who the reads of this context are for (see :func:`reading_for`).
+_OWNER: ContextVar[Hashable] = ContextVar("dashapp_chunk_owner", default=None)
+
+
+@contextmanager
+def reading_for(owner: Hashable) -> Iterator[None]:
+    """Reads in this block are ``owner``'s (e.g. one slicer of one session): the chunks of its
+    latest read stay cached while it scrubs through them (see :class:`ChunkCache`)."""
+    token = _OWNER.set(owner)
+    try:
+        yield
+    finally:
+        _OWNER.reset(token)
+
+
+def release_reads(owner: Hashable) -> None:
+    """``owner`` reads no more (its session closed): the chunks it claimed may go."""
+    CHUNK_CACHE.release(owner)
 
 
 class Foreground:
@@ -248,6 +350,15 @@ class DirectReader:
         else:
             self._offset = ds.id.get_offset()
         self._prefetching: set[tuple] = set()
+        #: Chunks stored as raw array bytes (no filter but a checksum after them): a read can
+        #: take just the bytes it needs from the file, as for a contiguous dataset.
+        self.raw = self.chunks is not None and set(self.filters) <= {_FLETCHER32}
+        #: Cells between neighbours along each dim of a chunk (C order).
+        self._strides = (
+            [math.prod(self.chunks[d + 1 :]) for d in range(len(self.chunks))]
+            if self.chunks is not None
+            else []
+        )
 
     # ------------------------------------------------------------------ chunks
     def _chunk_key(self, offset: tuple[int, ...], level: int = 0, dims: tuple = ()) -> tuple:
@@ -351,15 +462,25 @@ class DirectReader:
             CHUNK_CACHE.put(key, arr)
         return arr
 
+    def _chunk_bytes(self, level: int = 0, dims: tuple = ()) -> int:
+        """Bytes of one decoded chunk at ``level``."""
+        if level == 0:
+            return math.prod(self.chunks) * self.dtype.itemsize
+        # float32, reduced along dims
+        return 4 * math.prod(c >> level if d in dims else c for d, c in enumerate(self.chunks))
+
     def _fits(self, nchunks: int, level: int = 0, dims: tuple = ()) -> bool:
         """Whether ``nchunks`` chunks (at ``level``) fit in half of :data:`CHUNK_CACHE`."""
-        if level == 0:
-            chunk_bytes = math.prod(self.chunks) * self.dtype.itemsize
-        else:  # float32, reduced along dims
-            chunk_bytes = 4 * math.prod(
-                c >> level if d in dims else c for d, c in enumerate(self.chunks)
-            )
-        return nchunks * chunk_bytes <= CHUNK_CACHE.max_bytes // 2
+        return nchunks * self._chunk_bytes(level, dims) <= CHUNK_CACHE.max_bytes // 2
+
+    def _normalise(
+        self, sel: Sequence[int | slice], level: int = 0, dims: tuple = ()
+    ) -> list[int | slice]:
+        """``sel`` (at ``level``) with every slice's start, stop and step explicit."""
+        return [
+            slice(*s.indices(n)) if isinstance(s, slice) else int(s)
+            for s, n in zip(sel, self.level_shape(level, dims), strict=True)
+        ]
 
     def level_shape(self, level: int = 0, dims: tuple = ()) -> tuple[int, ...]:
         """The dataset's shape at ``level`` (dims along ``dims`` halved ``level`` times)."""
@@ -421,10 +542,7 @@ class DirectReader:
         if level and level > reducible_levels(self.chunks, dims):
             raise ValueError(f"chunks {self.chunks} cannot be reduced to level {level}")
         k = 2**level
-        norm = [
-            slice(*s.indices(n)) if isinstance(s, slice) else int(s)
-            for s, n in zip(sel, self.level_shape(level, dims), strict=True)
-        ]
+        norm = self._normalise(sel, level, dims)
         out_shape = [len(range(s.start, s.stop, s.step)) for s in norm if isinstance(s, slice)]
         out = np.empty(out_shape, dtype=self.dtype if level == 0 else np.float32)
         todo: list[tuple[tuple[int, ...], tuple[int, np.ndarray] | None]] = []
@@ -434,10 +552,17 @@ class DirectReader:
             at = tuple(o // k if d in dims else o for d, o in enumerate(offset))
             self._place(out, block, at, norm)
 
+        if level == 0 and self.raw:
+            # Unfiltered chunks: the part of a chunk a slice needs is often a small span of it
+            # (a plane across the chunk's first axis: 1/64 of a 64^3 chunk), read directly and
+            # never cached: the OS page cache already holds these bytes.
+            offsets = self._read_parts(offsets, norm, out)
         # A read whose chunks do not fit in half the cache is not stored: the next slice needs
         # the same chunks again, and an LRU cycling through more than it holds never hits (a
         # 2048^2 slice of 64^3 chunks is 1 GB of decoded chunks); it would only hold memory.
         keep = cache and self._fits(len(offsets), level, dims)
+        if keep:
+            CHUNK_CACHE.claim(_OWNER.get(), [self._chunk_key(o, level, dims) for o in offsets])
         for offset in offsets:
             block = CHUNK_CACHE.get(self._chunk_key(offset, level, dims)) if cache else None
             if block is None:
@@ -462,6 +587,76 @@ class DirectReader:
                     CHUNK_CACHE.put(self._chunk_key(offset, level, dims), block)
                 place(block, offset)
         return out
+
+    def _part(self, offset: tuple[int, ...], norm: list[int | slice]) -> tuple | None:
+        """The box of the chunk at ``offset`` that ``norm`` covers, if it is worth reading on
+        its own: ``(first, stop, lo, hi)``, its first and stop cells relative to the chunk and
+        the span of cells ``[lo, hi)`` between them in the chunk's C order. ``None`` if the
+        chunk has filters, if ``norm`` misses it, or if the span is more than
+        :data:`PART_FRACTION` of it (read whole then)."""
+        if not self.raw:
+            return None
+        first, stop = [], []
+        for s, o, c, n in zip(norm, offset, self.chunks, self.shape, strict=True):
+            if isinstance(s, int):
+                lo, hi = s, s + 1
+            else:
+                lo = max(s.start, o)
+                if s.step > 1:  # first selected index inside this chunk
+                    lo = s.start + -(-(lo - s.start) // s.step) * s.step
+                hi = min(s.stop, o + c, n)
+            if lo >= hi:
+                return None
+            first.append(lo - o)
+            stop.append(hi - o)
+        strides = self._strides
+        lo = sum(f * st for f, st in zip(first, strides, strict=True))
+        hi = sum((e - 1) * st for e, st in zip(stop, strides, strict=True)) + 1
+        if hi - lo > math.prod(self.chunks) * PART_FRACTION:
+            return None
+        return tuple(first), tuple(stop), lo, hi
+
+    def _read_parts(
+        self, offsets: list[tuple[int, ...]], norm: list[int | slice], out: np.ndarray
+    ) -> list[tuple[int, ...]]:
+        """Read into ``out`` the part that ``norm`` needs of each unfiltered chunk for which
+        :meth:`_part` says so, each as one positioned read of its span; returns the offsets
+        left (to be read whole)."""
+        item = self.dtype.itemsize
+        left = []
+        fh = None
+        try:
+            for offset in offsets:
+                part = self._part(offset, norm)
+                if part is None:
+                    left.append(offset)
+                    continue
+                first, stop, lo, hi = part
+                shape = tuple(e - f for f, e in zip(first, stop, strict=True))
+                loc = self._locate(offset)
+                if loc is None:  # never written: the fill value
+                    block = np.full(shape, self.fillvalue, dtype=self.dtype)
+                else:
+                    if fh is None:
+                        fh = open(self.path, "rb")  # noqa: SIM115 - closed below
+                    raw = os.pread(fh.fileno(), (hi - lo) * item, loc[0] + lo * item)
+                    if len(raw) != (hi - lo) * item:
+                        raise OSError(
+                            f"{self.path.name}: chunk at byte {loc[0]} is cut short "
+                            "(truncated file)"
+                        )
+                    block = np.lib.stride_tricks.as_strided(
+                        np.frombuffer(raw, dtype=self.dtype),
+                        shape=shape,
+                        strides=tuple(st * item for st in self._strides),
+                        writeable=False,
+                    )
+                at = tuple(o + f for o, f in zip(offset, first, strict=True))
+                self._place(out, block, at, norm)
+        finally:
+            if fh is not None:
+                fh.close()
+        return left
 
     def _place(
         self, out: np.ndarray, block: np.ndarray, offset: tuple[int, ...], norm: list[int | slice]
@@ -512,6 +707,8 @@ class DirectReader:
         offsets = self._chunk_offsets(sel, level, dims)
         if not self._fits(len(offsets), level, dims):  # could not stay cached until it is read
             return 0
+        if self.raw and level == 0:
+            offsets = self._advise(offsets, self._normalise(sel))
         todo = []
         for offset in offsets:
             key = self._chunk_key(offset, level, dims)
@@ -519,8 +716,30 @@ class DirectReader:
                 continue
             self._prefetching.add(key)
             todo.append((offset, level, dims))
+        if todo and len(todo) * self._chunk_bytes(level, dims) > CHUNK_CACHE.room():
+            # the cache is full of chunks that sessions are looking at: the guesses would not
+            # be kept (and decoding them would take the cores from those sessions' reads)
+            for job in todo:
+                self._prefetching.discard(self._chunk_key(*job))
+            todo = []
         PREFETCHER.add(self, todo)
         return len(todo)
+
+    def _advise(
+        self, offsets: list[tuple[int, ...]], norm: list[int | slice]
+    ) -> list[tuple[int, ...]]:
+        """Ask the OS to read ahead the unfiltered chunks that reads of ``norm`` take in part
+        (the next slices come from the same chunks); returns the offsets left to decode."""
+        left = []
+        with open(self.path, "rb") as fh:
+            for offset in offsets:
+                if self._part(offset, norm) is None:
+                    left.append(offset)
+                    continue
+                loc = self._locate(offset)
+                if loc is not None and hasattr(os, "posix_fadvise"):
+                    os.posix_fadvise(fh.fileno(), loc[0], loc[1], os.POSIX_FADV_WILLNEED)
+        return left
 
     def _prefetch_one(self, job: tuple[tuple[int, ...], int, tuple]) -> None:
         key = self._chunk_key(*job)

@@ -375,7 +375,10 @@ def _read_source(
             c = reader.chunks[normal]
             index = int(sel[normal])
             layer = (index // c + (1 if prefetch > 0 else -1)) * c
-            if 0 <= layer < reader.shape[normal]:
+            # in the half of the layer nearest the next one: a hand turning back and forth
+            # inside a layer does not decode both of its neighbours, in turn, for nothing
+            ahead = (c - 1 - index % c) if prefetch > 0 else index % c
+            if 0 <= layer < reader.shape[normal] and ahead < max(1, c // 2):
                 nxt = list(sel)
                 nxt[normal] = layer
                 reader.prefetch(nxt, level=level, dims=dims)

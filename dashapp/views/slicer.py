@@ -29,7 +29,9 @@ from ..data import (
     estimate_range,
     read_slice,
     read_tree,
+    reading_for,
     relative_to_root,
+    release_reads,
 )
 from ..state import CMAPS, SliceState, resolve_limits, suggest_scale
 from ..state.latest import EXECUTOR, LatestOnly
@@ -119,6 +121,7 @@ class Slicer(pn.viewable.Viewer):
         super().__init__(state=state)
         self._plot = SlicePlot.create()
         self._runner = LatestOnly(self._frame_done)
+        self._reads = object()  # whose reads these are, for the chunk cache (reading_for)
         self._frame = DEFAULT_FRAME
         self._shown = 0
         self._plane: tuple | None = None
@@ -567,7 +570,8 @@ class Slicer(pn.viewable.Viewer):
     def _read(self, info, request, root, direction: int = 0) -> SliceImage:
         t0 = time.perf_counter()
         pyramid = PYRAMIDS.get(info) if PYRAMIDS.wanted(info) else None
-        image = read_slice(info, request, root, pyramid=pyramid, prefetch=direction)
+        with reading_for(self._reads):
+            image = read_slice(info, request, root, pyramid=pyramid, prefetch=direction)
         self._read_ms = (time.perf_counter() - t0) * 1000
         return image
 
@@ -712,6 +716,7 @@ class Slicer(pn.viewable.Viewer):
 
         WATCHES.unsubscribe(self._watch_id)
         self._watch_id = None
+        release_reads(self._reads)
         self._live_doc = self._loop = None
         if self._build_watch is not None:
             self._build_watch.stop()

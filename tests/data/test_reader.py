@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 import tracemalloc
 
@@ -515,3 +516,154 @@ def test_a_bulk_read_steps_aside_while_a_users_read_runs(tmp_path, monkeypatch):
         assert not thread.is_alive()
         assert time.perf_counter() - t0 >= 8 * 0.05 * 0.9
     np.testing.assert_array_equal(got[0], data[box, box, box])
+
+
+def _scrub_round_robin(readers, datas, rounds, owners=True):
+    """Each reader steps through slices 0..15 of its first chunk layer in turn, as sessions
+    dragging sliders at once; returns the cache misses of each round after the first."""
+    from dashapp.data.chunks import CHUNK_CACHE, reading_for
+
+    misses = []
+    for r in range(rounds):
+        before = CHUNK_CACHE.misses
+        for i, (reader, data) in enumerate(zip(readers, datas, strict=True)):
+            index = r % 16
+            with reading_for(i if owners else None):
+                got = reader.read((index, slice(None), slice(None)))
+            np.testing.assert_array_equal(got, data[index])
+        misses.append(CHUNK_CACHE.misses - before)
+    return misses[1:]
+
+
+@pytest.mark.parametrize("owners", [True, False], ids=["sessions", "anonymous"])
+def test_sessions_needing_more_than_the_cache_do_not_thrash_it(tmp_path, monkeypatch, owners):
+    """Six sessions scrub six gzip volumes at once, each inside a chunk layer of 1 MiB, with a
+    4 MiB cache. A plain LRU evicts each layer just before its session steps again: every read
+    misses every chunk (the anonymous control). Each session claiming its layer, four layers
+    stay cached and only the two that did not fit are decoded again."""
+    from dashapp.data.chunks import CHUNK_CACHE, direct_reader
+
+    monkeypatch.setattr(CHUNK_CACHE, "max_bytes", 4 * 2**20)
+    CHUNK_CACHE.clear()
+    readers, datas = [], []
+    for i in range(6):
+        path = tmp_path / f"s{i}.h5"
+        data = np.random.default_rng(10 + i).random((32, 128, 128), dtype="f4")
+        with h5py.File(path, "w") as f:  # a layer: 4 x 4 chunks of 64 KiB
+            f.create_dataset("v", data=data, chunks=(16, 32, 32), compression="gzip")
+        with h5py.File(path, "r", locking=False) as f:
+            readers.append(direct_reader(path, f["v"]))
+        datas.append(data)
+    misses = _scrub_round_robin(readers, datas, rounds=8, owners=owners)
+    if owners:
+        assert max(misses) <= 2 * 16, f"misses per round of six reads: {misses}"
+    else:
+        assert min(misses) == 6 * 16, f"misses per round of six reads: {misses}"
+    CHUNK_CACHE.clear()
+
+
+@pytest.mark.parametrize(
+    "opts", [{}, {"fletcher32": True}, {"dtype": ">i2"}], ids=["plain", "fletcher32", "big-endian"]
+)
+def test_unfiltered_chunks_are_read_in_part_and_left_to_the_page_cache(tmp_path, opts):
+    """A slice across the first axis of unfiltered chunks reads only its own bytes of each
+    chunk (and caches nothing: the OS holds these pages); a slice along it reads and caches
+    whole chunks. Edge chunks, strides and never-written chunks read as numpy does."""
+    from dashapp.data.chunks import CHUNK_CACHE, direct_reader
+
+    CHUNK_CACHE.clear()
+    dtype = opts.pop("dtype", "f4")
+    data = (np.random.default_rng(7).random((40, 44, 36)) * 1000).astype(dtype)
+    data[:, 24:, :] = -7  # never written below: the fill value
+    path = tmp_path / "v.h5"
+    with h5py.File(path, "w") as f:
+        ds = f.create_dataset("v", shape=data.shape, dtype=dtype, chunks=(16, 8, 8),
+                              fillvalue=-7, **opts)  # fmt: skip
+        ds[:, :24, :] = data[:, :24, :]
+    with h5py.File(path, "r", locking=False) as f:
+        reader = direct_reader(path, f["v"])
+        assert f["v"].id.get_num_chunks() < 3 * 6 * 5  # some chunks were never written
+    assert reader.raw
+    selections = [
+        (3, slice(None), slice(None)),
+        (39, slice(None), slice(None)),  # the last, partial chunk layer
+        (17, slice(5, 30, 3), slice(1, None, 2)),
+        (slice(2, 9), 20, slice(None)),
+    ]
+    for sel in selections[:3]:
+        np.testing.assert_array_equal(reader.read(sel), data[sel])
+    assert len(CHUNK_CACHE) == 0, "chunks read in part were cached"
+    np.testing.assert_array_equal(reader.read(selections[3]), data[selections[3]])
+    np.testing.assert_array_equal(reader.read((slice(None), 3, slice(None))), data[:, 3, :])
+    assert len(CHUNK_CACHE) > 0  # across the chunks' first axis: read whole, kept
+
+
+def test_a_truncated_file_read_in_part_says_so(tmp_path):
+    from dashapp.data.chunks import direct_reader
+
+    path = tmp_path / "v.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("v", data=np.ones((32, 64, 64), "f4"), chunks=(16, 16, 16))
+    with h5py.File(path, "r", locking=False) as f:
+        reader = direct_reader(path, f["v"])
+    reader.read((30, slice(None), slice(None)))  # where its chunks are is known now
+    os.truncate(path, path.stat().st_size // 2)
+    with pytest.raises(OSError, match="cut short"):
+        reader.read((31, slice(None), slice(None)))
+
+
+def test_the_next_layer_is_prefetched_from_the_half_of_the_layer_nearest_it(tmp_path):
+    """Moving forward at slice 2 of a 16-slice layer prefetches nothing (a hand turning back
+    inside the layer would have its neighbour decoded for nothing); at slice 10 it prefetches
+    the next layer; moving back at slice 5, the layer before."""
+    from dashapp.data.chunks import CHUNK_CACHE, direct_reader
+
+    CHUNK_CACHE.clear()
+    path = tmp_path / "v.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("v", data=np.random.default_rng(2).random((48, 64, 64), dtype="f4"),
+                         chunks=(16, 32, 32), compression="gzip")  # fmt: skip
+    info = describe(path, "/v")
+    with h5py.File(path, "r", locking=False) as f:
+        reader = direct_reader(path, f["v"])
+
+    def layer_cached(z: int) -> int:
+        return sum(reader._chunk_key((z, y, x)) in CHUNK_CACHE for y in (0, 32) for x in (0, 32))
+
+    def step(index: int, direction: int) -> None:
+        read_slice(info, SliceRequest("/v", (1, 2), (index, 0, 0)), prefetch=direction)
+        _prefetches_done()
+
+    step(18, +1)
+    assert (layer_cached(16), layer_cached(32)) == (4, 0)
+    step(26, +1)
+    assert layer_cached(32) == 4
+    step(21, -1)
+    assert layer_cached(0) == 4
+
+
+def test_a_prefetch_does_not_evict_what_sessions_are_looking_at(tmp_path, monkeypatch):
+    """With the cache full of chunks two sessions are scrubbing through, a prefetch is not
+    even decoded; once one session has closed, it is."""
+    from dashapp.data.chunks import CHUNK_CACHE, direct_reader, reading_for, release_reads
+
+    monkeypatch.setattr(CHUNK_CACHE, "max_bytes", 2 * 2**20)
+    CHUNK_CACHE.clear()
+    data = _two_layers(tmp_path / "big.h5")
+    with h5py.File(tmp_path / "big.h5", "r", locking=False) as f:
+        reader = direct_reader(tmp_path / "big.h5", f["v"])
+    box = (slice(0, 128), slice(0, 128))  # 4 chunks of 256 KiB: 1 MiB
+    for owner, z in ((1, 2), (2, 18)):
+        with reading_for(owner):
+            np.testing.assert_array_equal(reader.read((z, *box)), data[z, :128, :128])
+    assert CHUNK_CACHE.room() == 0
+    guess = (2, slice(128, 256), slice(0, 128))
+    assert reader.prefetch(guess) == 0
+    release_reads(2)
+    assert reader.prefetch(guess) == 4
+    _prefetches_done()
+    with reading_for(1):  # the session still there was not touched
+        hits = CHUNK_CACHE.hits
+        reader.read((3, *box))
+        assert CHUNK_CACHE.hits == hits + 4
+    CHUNK_CACHE.clear()

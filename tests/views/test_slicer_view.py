@@ -213,13 +213,19 @@ def test_a_closed_slicer_lets_go_of_everything_process_wide(tmp_path):
 
     path = tmp_path / "v.h5"
     with h5py.File(path, "w") as f:
-        f["m4"] = np.arange(4 * 8 * 10 * 6, dtype="f4").reshape(4, 8, 10, 6)
+        f.create_dataset(
+            "m4", data=np.arange(4 * 8 * 10 * 6, dtype="f4").reshape(4, 8, 10, 6),
+            chunks=(2, 4, 5, 3), compression="gzip",
+        )  # fmt: skip
     slicer = Slicer(path, "/m4")
     assert slicer.wait()
     assert slicer._other_sliders  # the 4th dim has its own slider, with its own callback
     subs, sid = set(WATCHES._subs), slicer._watch_id
     assert sid in subs
 
+    from dashapp.data.chunks import CHUNK_CACHE
+
+    assert slicer._reads in CHUNK_CACHE._claims  # the chunks of its slice stay while it looks
     parts = {id(o) for o in slicer._layout.select()}
 
     def registered() -> int:
@@ -230,6 +236,7 @@ def test_a_closed_slicer_lets_go_of_everything_process_wide(tmp_path):
     slicer.close()
     assert set(WATCHES._subs) == subs - {sid}
     assert registered() == 0
+    assert slicer._reads not in CHUNK_CACHE._claims
     del slicer
     gc.collect()
     assert ref() is None
