@@ -10,6 +10,7 @@ settings into model properties are pure, and tested without a browser.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,6 +20,7 @@ from bokeh.models import (
     ColumnDataSource,
     CustomJS,
     CustomJSHover,
+    CustomJSTransform,
     HoverTool,
     LinearColorMapper,
     LogColorMapper,
@@ -29,11 +31,20 @@ from bokeh.models import (
     WheelZoomTool,
 )
 from bokeh.plotting import figure
+from bokeh.transform import transform
 
 from ..data import DatasetInfo, SliceImage
 from .palettes import palette
 
-__all__ = ["SlicePlot", "equal_aspect_ranges", "hover_tooltips", "image_data", "normalise"]
+__all__ = [
+    "SlicePlot",
+    "decoded",
+    "encode16",
+    "equal_aspect_ranges",
+    "hover_tooltips",
+    "image_data",
+    "normalise",
+]
 
 #: Frame size assumed before the browser reports the real one.
 DEFAULT_FRAME = (560, 760)
@@ -61,14 +72,107 @@ def normalise(values: np.ndarray, limits: tuple[float, float], scale: str = "lin
     return out
 
 
+#: Bits per value of the pictures sent: 16 (:func:`encode16`, where it loses nothing a palette
+#: shows) or 32 (float32 always); ``DASHAPP_FRAME_BITS``.
+FRAME_BITS = 32 if os.environ.get("DASHAPP_FRAME_BITS", "16").strip() == "32" else 16
+
+#: 16-bit frame codes: ``0`` is -inf, ``1 .. CODES`` the finite values, then +inf and NaN.
+CODES = 65532
+#: The codes of +inf and NaN.
+POS_INF_CODE, NAN_CODE = CODES + 1, CODES + 2
+
+#: A 16-bit frame is sent only if one code step is at most this fraction of the colour range
+#: (16 codes per colour of a 256-colour palette): a slice whose values reach far outside its
+#: colour limits (outliers under ``robust`` limits) goes as float32 instead.
+MAX_STEP = 1 / 4096
+
+
+def encode16(
+    values: np.ndarray, limits: tuple[float, float], scale: str = "linear"
+) -> tuple[np.ndarray, dict[str, float]] | None:
+    """``values`` as 16-bit codes for the browser, or None where float32 must be sent.
+
+    The codes span the slice's own finite range (on the log scale, of ``log10``), so hover
+    still reads values outside the colour limits; ``1 + round((t - t0) / dt)`` for a value
+    ``t``, with ``0``, ``CODES + 1`` and ``CODES + 2`` for -inf, +inf and NaN (and values <= 0
+    on the log scale as -inf, as :func:`normalise`). Integer slices spanning at most
+    :data:`CODES` values get one code per integer: exact. Returns ``(codes, numbers)``:
+    ``t0`` and ``dt``, and ``qa``, ``qb`` such that ``qa + qb * code`` is the value
+    :func:`normalise` gives. None for float64 values (kept exact for the hover readout) and
+    when a code step would exceed :data:`MAX_STEP` of the colour range.
+    """
+    if values.dtype == np.float64 or values.dtype.kind not in "biuf" or values.ndim != 2:
+        return None
+    lo, hi = float(limits[0]), float(limits[1])
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        if scale == "log":
+            lo, hi = math.log10(lo) if lo > 0 else 0.0, math.log10(hi) if hi > 0 else 1.0
+            t = np.log10(values, dtype=np.float32)
+            t[values <= 0] = -np.inf
+        else:
+            t = values
+        finite = np.isfinite(t) if t.dtype.kind == "f" else None
+        pick = t[finite] if finite is not None and not finite.all() else t
+        t0 = float(pick.min()) if pick.size else 0.0
+        t1 = float(pick.max()) if pick.size else 0.0
+        span = hi - lo if hi > lo else 1.0
+        if t.dtype.kind in "biu" and t1 - t0 <= CODES:
+            dt = 1.0  # one code per integer: exact
+        else:
+            dt = (t1 - t0) / (CODES - 1) if t1 > t0 else 0.0
+            if dt / span > MAX_STEP:
+                return None
+        scaled = np.subtract(t, np.float32(t0), dtype=np.float32)
+        if dt:
+            scaled *= np.float32(1.0 / dt)
+        scaled += np.float32(1.5)  # 1 + rounding, by truncation below
+        if finite is not None:
+            special = {"nan": NAN_CODE + 0.5, "posinf": POS_INF_CODE + 0.5, "neginf": 0.5}
+            np.nan_to_num(scaled, copy=False, **special)
+        np.clip(scaled, 0, NAN_CODE, out=scaled)
+        codes = scaled.astype(np.uint16)
+    numbers = {"t0": t0, "dt": dt, "qa": (t0 - dt - lo) / span, "qb": dt / span}
+    return codes, numbers
+
+
+def decoded(data: dict[str, list]) -> np.ndarray:
+    """The normalised values the browser colours, from :func:`image_data`'s ``data``: 16-bit
+    codes decoded as the glyph's transform does (:data:`_DECODE_JS`), float frames as sent."""
+    image = np.asarray(data["image"][0])
+    if image.dtype != np.uint16:
+        return image
+    out = data["qa"][0] + data["qb"][0] * image.astype(np.float32)
+    out[image == 0] = -np.inf
+    out[image == POS_INF_CODE] = np.inf
+    out[image == NAN_CODE] = np.nan
+    return out
+
+
 def image_data(
-    image: SliceImage, limits: tuple[float, float] = (0.0, 1.0), scale: str = "linear"
+    image: SliceImage,
+    limits: tuple[float, float] = (0.0, 1.0),
+    scale: str = "linear",
+    bits16: bool | None = None,
 ) -> dict[str, list]:
     """The ``ColumnDataSource`` data that draws ``image`` at its physical extent, its values
-    normalised to ``limits`` on ``scale`` (see :func:`normalise`), with what the hover
-    readout needs to show the data values."""
+    normalised to ``limits`` on ``scale``, with what the hover readout needs to show the data
+    values.
+
+    The values go as 16-bit codes (:func:`encode16`; half the bytes of float32, decoded to
+    normalised values in the browser by the glyph's transform, :data:`_DECODE_JS`) where that
+    loses nothing a palette can show, else (or with ``bits16=False``; the default is
+    :data:`FRAME_BITS`) as float32 (float64 for float64 data) normalised by :func:`normalise`.
+    """
+    if bits16 is None:
+        bits16 = FRAME_BITS == 16
+    coded = encode16(image.values, limits, scale) if bits16 else None
+    if coded is None:
+        data, numbers = normalise(image.values, limits, scale), {}
+    else:
+        data, numbers = coded
+    nan = float("nan")
     return {
-        "image": [normalise(image.values, limits, scale)],
+        "image": [data],
         "x": [image.x[0]],
         "y": [image.y[0]],
         "dw": [image.x[1] - image.x[0]],
@@ -76,6 +180,7 @@ def image_data(
         "lo": [float(limits[0])],
         "hi": [float(limits[1])],
         "log": [scale == "log"],
+        **{k: [numbers.get(k, nan)] for k in ("t0", "dt", "qa", "qb")},
     }
 
 
@@ -213,8 +318,9 @@ class SlicePlot:
             name="slice-plot",
             css_classes=["dashapp-plot"],
         )
+        decode = CustomJSTransform(args={"src": source}, v_func=_DECODE_JS)
         renderer = fig.image(
-            image="image",
+            image=transform("image", decode),
             x="x",
             y="y",
             dw="dw",
@@ -343,6 +449,22 @@ const d = src.data;
 if (value == null || Number.isNaN(value)) return 'NaN';
 const lo = d.lo[0], hi = d.hi[0];
 let v;
+const dt = d.dt[0];
+if (Number.isFinite(dt)) {  // a 16-bit frame: value is a code (see encode16)
+  if (value >= NAN_CODE) return 'NaN';
+  if (value == POS_INF_CODE) return 'inf';
+  if (value == 0) return d.log[0] ? '≤ 0' : '-inf';
+  const t = d.t0[0] + (value - 1) * dt;
+  if (dt === 1 && !d.log[0]) return String(t);  // one code per integer: exact
+  v = d.log[0] ? Math.pow(10, t) : t;
+  // no more digits than a code step resolves
+  const q = d.log[0] ? v * Math.LN10 * dt : dt;
+  if (q > 0) {
+    const p = Math.pow(10, Math.floor(Math.log10(q)));
+    v = Number((Math.round(v / p) * p).toPrecision(12));
+  }
+  return String(Number(v.toPrecision(5)));
+}
 if (d.log[0]) {
   if (value === -Infinity) return '≤ 0';
   const a = Math.log10(lo), b = Math.log10(hi);
@@ -351,7 +473,30 @@ if (d.log[0]) {
   v = lo + value * (hi - lo);
 }
 return String(Number(v.toPrecision(5)));
-"""
+""".replace("NAN_CODE", str(NAN_CODE)).replace("POS_INF_CODE", str(POS_INF_CODE))
+
+#: The image glyph's transform: 16-bit codes (:func:`encode16`) to the normalised float32 values
+#: the fixed 0..1 colour mapper expects; float frames pass through.
+_DECODE_JS = """
+const out = new Array(xs.length);
+for (let k = 0; k < xs.length; k++) {
+  const q = xs[k];
+  if (!(q instanceof Uint16Array)) { out[k] = q; continue; }
+  const a = src.data.qa[k], b = src.data.qb[k];
+  const f = new Float32Array(q.length);
+  for (let i = 0; i < q.length; i++) {
+    const c = q[i];
+    if (c === 0) f[i] = -Infinity;
+    else if (c < POS_INF_CODE) f[i] = a + b * c;
+    else f[i] = c === POS_INF_CODE ? Infinity : NaN;
+  }
+  f.shape = q.shape;
+  f.dimension = q.dimension;
+  f.dtype = "float32";
+  out[k] = f;
+}
+return out;
+""".replace("POS_INF_CODE", str(POS_INF_CODE))
 
 
 _FIT_JS = """

@@ -15,6 +15,8 @@ import numpy as np
 import pytest
 from playwright.sync_api import Page, expect
 
+from dashapp.views.plot import POS_INF_CODE
+
 pytestmark = pytest.mark.browser
 
 TIMEOUT = 30_000
@@ -51,10 +53,17 @@ _VIEW_JS = """() => {
   for (const doc of window.Bokeh.documents) {
     const r = doc.get_model_by_name('slice-image');
     if (!r) continue;
-    // the image holds values normalised to the colour limits: turn them back into data values
+    // the image holds values normalised to the colour limits (as 16-bit codes of them, see
+    // dashapp.views.plot.encode16, or as floats): turn them back into data values
     const d = r.data_source.data, t = d.image[0], lo = d.lo[0], hi = d.hi[0], log = d.log[0];
     const a = log ? Math.log10(lo) : lo, b = log ? Math.log10(hi) : hi;
-    const value = (u) => log ? Math.pow(10, a + u * (b - a)) : a + u * (b - a);
+    const bits = t instanceof Uint16Array ? 16 : 32;
+    const norm = (c) => bits == 32 ? c : c === 0 ? -Infinity :
+      c < %(posinf)d ? d.qa[0] + d.qb[0] * c : c === %(posinf)d ? Infinity : NaN;
+    const value = (c) => {
+      const u = norm(c);
+      return log ? Math.pow(10, a + u * (b - a)) : a + u * (b - a);
+    };
     let sum = 0, n = 0;
     for (const u of t) { const v = value(u); if (Number.isFinite(v)) { sum += v; n += 1; } }
     // values at a 20 x 20 grid of fractional positions: the same places in any plot size
@@ -65,13 +74,13 @@ _VIEW_JS = """() => {
     const m = doc.get_model_by_name(log ? 'slice-bar-log' : 'slice-bar-linear');
     const fig = doc.get_model_by_name('slice-plot');
     const ext = doc.get_model_by_name('slice-extent').data;
-    return {scale: log ? 'log' : 'linear', shape: t.shape, sum, n, samples,
+    return {scale: log ? 'log' : 'linear', shape: t.shape, sum, n, samples, bits,
             palette: m.palette.slice(0, 8), low: m.low, high: m.high,
             x: [fig.x_range.start, fig.x_range.end], y: [fig.y_range.start, fig.y_range.end],
             extent: [ext.x0[0], ext.x1[0], ext.y0[0], ext.y1[0]], fit: ext.fit[0]};
   }
   return null;
-}"""
+}""".replace("%(posinf)d", str(POS_INF_CODE))
 
 
 def hover_text(page: Page, timeout: float = 10) -> str:
@@ -209,6 +218,16 @@ def test_deep_link_with_zoom_other_dims_and_manual_limits(serve, page: Page):
     assert "colour manual: 0.001 … 0.05" in text
     q = query(page)
     view = view_in_browser(page)
+    assert view["bits"] == 16  # the slice went as 16-bit codes, decoded in the browser
+    # ... and is drawn: the glyph's decoding transform gave the colour mapper real values
+    import io
+
+    from PIL import Image
+
+    shot = Image.open(io.BytesIO(page.locator(".dashapp-plot").first.screenshot()))
+    w, h = shot.size  # a patch of the model around where the hover goes below
+    patch = shot.convert("RGB").crop((int(0.35 * w), int(0.45 * h), int(0.55 * w), int(0.65 * h)))
+    assert len(patch.getcolors(maxcolors=1 << 20)) > 10
     assert not view["fit"]
     assert view["x"] == pytest.approx([-800, 800])
     assert view["y"] == pytest.approx([-900, -100])

@@ -11,6 +11,7 @@ from bokeh.models import ColorBar, GlyphRenderer, Image, LogColorMapper
 from dashapp import Slicer
 from dashapp.data import open_file, warm_up
 from dashapp.views.palettes import palette
+from dashapp.views.plot import decoded
 
 from ..fixtures import write_history, write_volume
 
@@ -29,10 +30,24 @@ def vol(tmp_path):
     return path
 
 
+def _assert_shows(slicer: Slicer, expected: np.ndarray) -> None:
+    """The browser's values are ``expected`` to within half a 16-bit code step (on the log
+    scale a step is a ratio), or float32 rounding for a float frame."""
+    data = slicer.plot.source.data
+    dt = data["dt"][0]
+    if np.isnan(dt):
+        rtol, atol = 1e-5, 1e-6
+    elif data["log"][0]:
+        rtol, atol = 10 ** (0.5 * dt) - 1 + 1e-5, 1e-6
+    else:
+        rtol, atol = 1e-5, 0.5 * dt + 1e-6
+    np.testing.assert_allclose(_image(slicer), expected, rtol=rtol, atol=atol)
+
+
 def _image(slicer: Slicer) -> np.ndarray:
     """The slice's values, as the browser gets them (normalised to the colour limits)."""
     data = slicer.plot.source.data
-    t, lo, hi = data["image"][0], data["lo"][0], data["hi"][0]
+    t, lo, hi = decoded(data), data["lo"][0], data["hi"][0]
     if data["log"][0]:
         return 10 ** (np.log10(lo) + t * (np.log10(hi) - np.log10(lo)))
     return lo + t * (hi - lo)
@@ -58,7 +73,8 @@ def test_moving_the_index_redraws_that_slice(vol):
     with open_file(vol) as f:  # the viewer holds the file: borrow its handle
         expected = f["model"][:, :, 17]
     slicer.index = 17
-    np.testing.assert_allclose(_image(slicer), expected, rtol=1e-5, atol=1e-6)
+    assert slicer.plot.source.data["image"][0].dtype == np.uint16  # sent as 16-bit codes
+    _assert_shows(slicer, expected)
     assert "x = 175 m (index 17 of 40)" in slicer._status.object
 
 
@@ -107,13 +123,16 @@ def test_colour_settings_never_move_the_image_mapper(vol):
     assert (log.low, log.high) == (0.5, 1.5)
     assert (fixed.low, fixed.high) == (0, 1)
     assert slicer.image is image_before  # no re-read for colour changes: only re-normalised
-    t = slicer.plot.source.data["image"][0]
+    t = decoded(slicer.plot.source.data)
     values = image_before.values
     positive = values > 0
     expected = (np.log10(values[positive]) - np.log10(0.5)) / (np.log10(1.5 / 0.5))
-    np.testing.assert_allclose(t[positive], expected, rtol=1e-5, atol=1e-6)
+    step = slicer.plot.source.data["qb"][0]  # a code step, in colour-range units
+    np.testing.assert_allclose(t[positive], expected, rtol=1e-5, atol=step / 2 + 1e-6)
     assert (t[values <= 0] == -np.inf).all()  # the low end of the palette, as before
-    np.testing.assert_allclose(_image(slicer)[positive], values[positive], rtol=1e-5)
+    # on the log scale a code step is a ratio: 10 ** dt
+    ratio = 10 ** slicer.plot.source.data["dt"][0]
+    np.testing.assert_allclose(_image(slicer)[positive], values[positive], rtol=ratio - 1)
 
 
 @pytest.mark.parametrize("clim", ["auto", "robust", "global", "manual"])
@@ -133,7 +152,7 @@ def test_four_dims_show_a_slider_per_other_dim(vol):
         expected = f["history"][2, slicer.index]
     iteration.value = 2
     assert slicer.state.indices == {0: 2}
-    np.testing.assert_allclose(_image(slicer), expected, rtol=1e-5, atol=1e-6)
+    _assert_shows(slicer, expected)
     assert slicer._dims.visible
 
 

@@ -70,8 +70,9 @@ def test_every_step_of_eight_sessions_dragging_at_once_gets_its_picture(tmp_path
         s.name: [v for v, ms, _ in r if ms is None] for s, r in zip(sessions, results, strict=True)
     }
     assert not any(missing.values()), f"steps whose picture never came: {missing}"
-    # Each picture is the 256 x 256 plane, as float32, and nothing bigger.
-    assert {nbytes for r in results for _, _, nbytes in r} == {256 * 256 * 4}
+    # Each picture is the 256 x 256 plane, as 16-bit codes (values in [0, 1) under their own
+    # min-max colour limits: no outliers), and nothing bigger.
+    assert {nbytes for r in results for _, _, nbytes in r} == {256 * 256 * 2}
 
 
 def test_a_drag_sets_the_address_once_the_hand_rests(tmp_path, serve):
