@@ -281,6 +281,8 @@ class SlicePlot:
     image: SliceImage | None = None
     drawn: tuple | None = None
     shown_scale: str = "linear"
+    #: ``(image, (limits, scale), data)`` made ahead by :meth:`prepare`, until sent.
+    prepared: tuple | None = None
 
     @classmethod
     def create(cls) -> SlicePlot:
@@ -378,10 +380,19 @@ class SlicePlot:
         """The mapper of the colour bar shown: palette and the real colour limits."""
         return self.log if self.scale == "log" else self.linear
 
-    def draw(self, image: SliceImage | None) -> None:
-        """Take a new slice; it reaches the browser at the next :meth:`set_colour`."""
+    def draw(self, image: SliceImage | None, prepared: tuple | None = None) -> None:
+        """Take a new slice; it reaches the browser at the next :meth:`set_colour` (with the
+        data of :meth:`prepare` if made for this slice and those settings)."""
         self.image = image
         self.drawn = None
+        self.prepared = prepared if prepared is not None and prepared[0] is image else None
+
+    @staticmethod
+    def prepare(image: SliceImage, limits: tuple[float, float], scale: str) -> tuple:
+        """:func:`image_data` for ``image`` under ``limits`` and ``scale``, ahead of
+        :meth:`draw` (e.g. in the thread that read the slice)."""
+        key = ((float(limits[0]), float(limits[1])), scale)
+        return image, key, image_data(image, key[0], scale)
 
     def set_colour(self, cmap: str, reverse: bool, scale: str, limits: tuple[float, float]) -> None:
         """Apply a colour map, scale and limits; sends the image only if it was normalised
@@ -400,12 +411,17 @@ class SlicePlot:
         key = (limits, scale)
         if self.drawn != key:
             self.drawn = key
-            self.source.data = image_data(self.image or _empty(), limits, scale)
+            ready = self.prepared
+            if ready is not None and ready[1] == key:
+                self.source.data = ready[2]
+            else:
+                self.source.data = image_data(self.image or _empty(), limits, scale)
+            self.prepared = None
 
     def clear(self) -> None:
         """Show nothing (e.g. while a new dataset opens)."""
         self.image = None
-        self.drawn = None
+        self.drawn = self.prepared = None
         self.source.data = image_data(_empty(), (0.0, 1.0), "linear")
 
     def set_labels(self, info: DatasetInfo, display: tuple[int, int]) -> None:

@@ -578,16 +578,30 @@ class Slicer(pn.viewable.Viewer):
     def _read_job(self, info, request, root, plane, doc, direction):
         # Runs in a worker thread; errors travel back with the result to be shown in the alert.
         try:
-            return self._read(info, request, root, direction), None, plane, doc
+            image = self._read(info, request, root, direction)
         except Exception as exc:
-            return None, exc, plane, doc
+            return None, exc, plane, doc, None
+        return image, None, plane, doc, self._prepare(image)
+
+    def _prepare(self, image: SliceImage) -> tuple | None:
+        """The picture's data for the browser under the colour settings of now, made here in
+        the read's thread rather than in the event loop (used if they still hold when it is
+        shown)."""
+        st = self.state
+        try:
+            rng = self._global.get(self._global_key()) if st.clim == "global" else None
+            limits = resolve_limits(st.clim, st.scale, image.stats, rng, st.vmin, st.vmax)
+            return self._plot.prepare(image, limits, st.scale)
+        except Exception:  # the event loop computes it then
+            log.debug("preparing a picture failed", exc_info=True)
+            return None
 
     def _frame_done(self, seq: int, result: Any, error: BaseException | None) -> None:
         if error is not None or result is None:  # only a bug in _read_job itself lands here
             log.error("slice read job failed", exc_info=error)
             return
-        image, exc, plane, doc = result
-        on_session(doc, partial(self._deliver, seq, image, exc, plane))
+        image, exc, plane, doc, prepared = result
+        on_session(doc, partial(self._deliver, seq, image, exc, plane, prepared))
 
     def _deliver(self, *args: Any) -> None:
         # A new slice of the same plane reaches the browser as one message: data, colour limits
@@ -602,7 +616,12 @@ class Slicer(pn.viewable.Viewer):
             raise
 
     def _show(
-        self, seq: int, image: SliceImage | None, error: BaseException | None, plane: tuple | None
+        self,
+        seq: int,
+        image: SliceImage | None,
+        error: BaseException | None,
+        plane: tuple | None,
+        prepared: tuple | None = None,
     ) -> None:
         if seq < self._shown:  # an older read finished after a newer one was drawn
             return
@@ -622,7 +641,7 @@ class Slicer(pn.viewable.Viewer):
             return
         if self._alert.visible and not self.state.error:
             self._alert.visible = False
-        self._plot.draw(image)  # sent, normalised to the colour limits, by _apply_colour
+        self._plot.draw(image, prepared)  # sent, normalised to the colour limits, by _apply_colour
         if plane != self._plane:
             new_dataset = self._plane is None or plane[:3] != self._plane[:3]
             self._plane = plane

@@ -68,6 +68,29 @@ def test_builds_bokeh_models_with_image_colorbar_and_labels(vol):
     assert _image(slicer).shape == (20, 30)
 
 
+def test_the_picture_is_prepared_in_the_reads_thread(vol):
+    """In a server session the data sent for a new slice is made in the thread that read it,
+    not in the event loop; a colour change afterwards makes it again with the new limits."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    slicer = Slicer(vol, dataset="/model", axis=2, index=3)
+    st = slicer.state
+    st.index = 17
+    request = st.request(slicer._screen_pixels())
+    plane = slicer._plane
+    with ThreadPoolExecutor(1) as pool:  # as a session's read runs
+        job = pool.submit(slicer._read_job, st.info, request, st.root, plane, None, 0)
+        image, error, _, _, prepared = job.result()
+    assert error is None
+    assert prepared[0] is image
+    slicer._show(slicer._shown + 1, image, None, plane, prepared)
+    assert slicer.plot.source.data["image"][0] is prepared[2]["image"][0]
+    slicer.state.apply_view(vmin=0.1, vmax=0.2)
+    assert slicer.plot.source.data["lo"] == [0.1]
+    with open_file(vol) as f:
+        _assert_shows(slicer, f["model"][:, :, 17])
+
+
 def test_moving_the_index_redraws_that_slice(vol):
     slicer = Slicer(vol, dataset="/model", axis=2, index=3)
     with open_file(vol) as f:  # the viewer holds the file: borrow its handle
