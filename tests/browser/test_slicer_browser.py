@@ -204,8 +204,9 @@ def test_demo_browse_slice_and_share(serve, page: Page, context):
     same_view(view_in_browser(other), view_in_browser(page))
 
 
-def test_deep_link_with_zoom_other_dims_and_manual_limits(serve, page: Page):
-    server = serve(None)
+@pytest.mark.parametrize("bits", [16, 32])
+def test_deep_link_with_zoom_other_dims_and_manual_limits(serve, page: Page, bits):
+    server = serve(None, env={"DASHAPP_FRAME_BITS": str(bits)})
     page.goto(
         server.url + "?file=inversion/model.h5&dataset=/model_history&axis=1&index=30&d0=5"
         "&cmap=bgy_r&clim=manual&vmin=0.001&vmax=0.05&scale=log&zoom=-800,800,-900,-100"
@@ -218,7 +219,7 @@ def test_deep_link_with_zoom_other_dims_and_manual_limits(serve, page: Page):
     assert "colour manual: 0.001 … 0.05" in text
     q = query(page)
     view = view_in_browser(page)
-    assert view["bits"] == 16  # the slice went as 16-bit codes, decoded in the browser
+    assert view["bits"] == bits  # 16: the slice went as codes, decoded in the browser
     # ... and is drawn: the glyph's decoding transform gave the colour mapper real values
     import io
 
