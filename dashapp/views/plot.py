@@ -122,10 +122,12 @@ def encode16(
             dt = (t1 - t0) / (CODES - 1) if t1 > t0 else 0.0
             if dt / span > MAX_STEP:
                 return None
-        scaled = np.subtract(t, np.float32(t0), dtype=np.float32)
+        # (wide integers in float64: float32 would round 2e9 to a multiple of 128)
+        work = np.float64 if t.dtype.kind in "iu" and t.dtype.itemsize >= 4 else np.float32
+        scaled = np.subtract(t, work(t0), dtype=work)
         if dt:
-            scaled *= np.float32(1.0 / dt)
-        scaled += np.float32(1.5)  # 1 + rounding, by truncation below
+            scaled *= work(1.0 / dt)
+        scaled += work(1.5)  # 1 + rounding, by truncation below
         if finite is not None:
             special = {"nan": NAN_CODE + 0.5, "posinf": POS_INF_CODE + 0.5, "neginf": 0.5}
             np.nan_to_num(scaled, copy=False, **special)

@@ -89,6 +89,17 @@ def test_integer_slices_are_sent_exactly(dtype):
     assert np.array_equal(data["t0"][0] + codes - 1, values.astype(np.int64))
 
 
+@pytest.mark.parametrize("span", [100, 200_000])
+def test_wide_integers_keep_their_precision(span):
+    """int32 values near 2e9 (float32 rounds them to multiples of 128): exact within 65,532
+    values, else within half a code step."""
+    rng = np.random.default_rng(2)
+    values = (2_000_000_000 + rng.integers(0, span, (40, 40))).astype("int32")
+    data, _ = _decode(values, (2e9, 2e9 + span))
+    t = data["t0"][0] + (data["image"][0].astype(np.int64) - 1) * data["dt"][0]
+    assert np.abs(t - values).max() <= (0 if span < 65532 else data["dt"][0] / 2 + 1e-6)
+
+
 def test_a_slice_far_outside_its_colour_limits_goes_as_float32():
     """Outliers 10,000 colour ranges away would leave too few codes for the colours: float32."""
     values = np.linspace(0, 1, 100 * 100, dtype="f4").reshape(100, 100)
