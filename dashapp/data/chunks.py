@@ -11,8 +11,12 @@ server. For the common storage layouts this module bypasses that:
 - **contiguous** datasets: the data's file offset from HDF5, then plain positioned reads.
 
 Decoded chunks go to :data:`CHUNK_CACHE`, an LRU bounded in bytes, so scrubbing through a
-64-slice-thick chunk layer decompresses it once; :meth:`DirectReader.prefetch` warms the next
-layer in the direction the user is moving.
+64-slice-thick chunk layer decompresses it once; each reader (:func:`reading_for`) claims the
+chunks of its latest read, so many sessions needing more than the cache do not evict each
+other's layers (see :class:`ChunkCache`); :meth:`DirectReader.prefetch` warms the next layer
+in the direction the user is moving, into the room the claims leave. Unfiltered chunks of
+which a read needs a small span (a plane across a chunk's first axis) are read in part and not
+cached: the OS page cache holds their bytes.
 
 A read can also ask for an overview **level**: each chunk is decoded, reduced by 2x2 means in
 the slice plane ``level`` times (the same cells as :mod:`.pyramid`'s levels) and cached reduced.
