@@ -601,14 +601,8 @@ class DirectReader:
         if not self.raw:
             return None
         first, stop = [], []
-        for s, o, c, n in zip(norm, offset, self.chunks, self.shape, strict=True):
-            if isinstance(s, int):
-                lo, hi = s, s + 1
-            else:
-                lo = max(s.start, o)
-                if s.step > 1:  # first selected index inside this chunk
-                    lo = s.start + -(-(lo - s.start) // s.step) * s.step
-                hi = min(s.stop, o + c, n)
+        for s, o, c in zip(norm, offset, self.chunks, strict=True):
+            lo, hi = (s, s + 1) if isinstance(s, int) else _overlap(s, o, c)
             if lo >= hi:
                 return None
             first.append(lo - o)
@@ -671,10 +665,7 @@ class DirectReader:
             if isinstance(s, int):
                 src.append(s - o)
                 continue
-            first = max(s.start, o)
-            if s.step > 1:  # first selected index inside this chunk
-                first = s.start + -(-(first - s.start) // s.step) * s.step
-            last = min(s.stop, o + c)
+            first, last = _overlap(s, o, c)
             if first >= last:
                 return
             src.append(slice(first - o, last - o, s.step))
@@ -752,6 +743,15 @@ class DirectReader:
                 CHUNK_CACHE.put(key, self._fetch(*job))
         finally:
             self._prefetching.discard(key)
+
+
+def _overlap(s: slice, origin: int, extent: int) -> tuple[int, int]:
+    """The first cell that the explicit slice ``s`` selects in ``[origin, origin + extent)``,
+    and where its selection there stops (empty if the first is not below the stop)."""
+    first = max(s.start, origin)
+    if s.step > 1:  # first selected index inside this range
+        first = s.start + -(-(first - s.start) // s.step) * s.step
+    return first, min(s.stop, origin + extent)
 
 
 class _Prefetcher:
