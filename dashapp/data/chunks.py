@@ -433,11 +433,7 @@ class DirectReader:
             return np.full(self.chunks, self.fillvalue, dtype=self.dtype)
         byte_offset, size, mask = loc
         with open(self.path, "rb") as fh:
-            raw = os.pread(fh.fileno(), size, byte_offset)
-        if len(raw) != size:
-            raise OSError(
-                f"{self.path.name}: chunk at byte {byte_offset} is cut short (truncated file)"
-            )
+            raw = self._pread(fh, size, byte_offset, byte_offset)
         for position, code in reversed(list(enumerate(self.filters))):
             if mask & (1 << position):
                 continue  # this filter was skipped for this chunk
@@ -450,6 +446,16 @@ class DirectReader:
                 raw = np.frombuffer(raw, np.uint8).reshape(item, -1).T.tobytes()
         arr = np.frombuffer(raw, dtype=self.dtype)
         return arr.reshape(self.chunks)
+
+    def _pread(self, fh, size: int, at: int, chunk_at: int) -> bytes:
+        """``size`` bytes at byte ``at`` of the file (in the chunk at byte ``chunk_at``); a
+        short read is a truncated file."""
+        raw = os.pread(fh.fileno(), size, at)
+        if len(raw) != size:
+            raise OSError(
+                f"{self.path.name}: chunk at byte {chunk_at} is cut short (truncated file)"
+            )
+        return raw
 
     def chunk(self, offset: tuple[int, ...], cache: bool = True) -> np.ndarray:
         """The decoded chunk at ``offset`` (from the cache when possible).
@@ -637,12 +643,7 @@ class DirectReader:
                 else:
                     if fh is None:
                         fh = open(self.path, "rb")  # noqa: SIM115 - closed below
-                    raw = os.pread(fh.fileno(), (hi - lo) * item, loc[0] + lo * item)
-                    if len(raw) != (hi - lo) * item:
-                        raise OSError(
-                            f"{self.path.name}: chunk at byte {loc[0]} is cut short "
-                            "(truncated file)"
-                        )
+                    raw = self._pread(fh, (hi - lo) * item, loc[0] + lo * item, loc[0])
                     block = np.lib.stride_tricks.as_strided(
                         np.frombuffer(raw, dtype=self.dtype),
                         shape=shape,
