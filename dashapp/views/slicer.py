@@ -587,11 +587,8 @@ class Slicer(pn.viewable.Viewer):
         """The picture's data for the browser under the colour settings of now, made here in
         the read's thread rather than in the event loop (used if they still hold when it is
         shown)."""
-        st = self.state
         try:
-            rng = self._global.get(self._global_key()) if st.clim == "global" else None
-            limits = resolve_limits(st.clim, st.scale, image.stats, rng, st.vmin, st.vmax)
-            return self._plot.prepare(image, limits, st.scale)
+            return self._plot.prepare(image, self._limits(image), self.state.scale)
         except Exception:  # the event loop computes it then
             log.debug("preparing a picture failed", exc_info=True)
             return None
@@ -888,9 +885,10 @@ class Slicer(pn.viewable.Viewer):
         self._apply_colour()
         self._push()
 
-    def _limits(self) -> tuple[float, float]:
+    def _limits(self, image: SliceImage | None = None) -> tuple[float, float]:
+        """The colour limits for ``image`` (default: the one shown) under the state's settings."""
         st = self.state
-        image = self.image
+        image = image if image is not None else self.image
         stats = image.stats if image is not None else None
         if stats is None:
             return (0.0, 1.0)
