@@ -59,17 +59,26 @@ def normalise(values: np.ndarray, limits: tuple[float, float], scale: str = "lin
     else becomes float32.
     """
     dtype = np.float64 if values.dtype == np.float64 else np.float32
-    lo, hi = float(limits[0]), float(limits[1])
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        if scale == "log":
-            lo, hi = math.log10(lo) if lo > 0 else 0.0, math.log10(hi) if hi > 0 else 1.0
-            logs = np.log10(values, dtype=dtype)
-            logs[values <= 0] = -np.inf  # NaN stays NaN
-            values = logs
+        values, lo, hi = _on_scale(values, limits, scale, dtype)
         span = hi - lo if hi > lo else 1.0
         out = np.subtract(values, dtype(lo), dtype=dtype)
         out *= dtype(1.0 / span)
     return out
+
+
+def _on_scale(
+    values: np.ndarray, limits: tuple[float, float], scale: str, dtype: type
+) -> tuple[np.ndarray, float, float]:
+    """``values`` and ``limits`` in the space the colours are linear in: as they are, or on the
+    log scale their ``log10`` (as ``dtype``; values <= 0 become -inf, NaN stays NaN)."""
+    lo, hi = float(limits[0]), float(limits[1])
+    if scale != "log":
+        return values, lo, hi
+    lo, hi = math.log10(lo) if lo > 0 else 0.0, math.log10(hi) if hi > 0 else 1.0
+    logs = np.log10(values, dtype=dtype)
+    logs[values <= 0] = -np.inf
+    return logs, lo, hi
 
 
 #: Bits per value of the pictures sent: 16 (:func:`encode16`, where it loses nothing a palette
@@ -103,14 +112,8 @@ def encode16(
     """
     if values.dtype == np.float64 or values.dtype.kind not in "biuf" or values.ndim != 2:
         return None
-    lo, hi = float(limits[0]), float(limits[1])
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        if scale == "log":
-            lo, hi = math.log10(lo) if lo > 0 else 0.0, math.log10(hi) if hi > 0 else 1.0
-            t = np.log10(values, dtype=np.float32)
-            t[values <= 0] = -np.inf
-        else:
-            t = values
+        t, lo, hi = _on_scale(values, limits, scale, np.float32)
         finite = np.isfinite(t) if t.dtype.kind == "f" else None
         pick = t[finite] if finite is not None and not finite.all() else t
         t0 = float(pick.min()) if pick.size else 0.0
