@@ -21,8 +21,9 @@ import h5py
 import numpy as np
 
 from .errors import Unsupported
-from .files import h5_errors, open_file, refresh_once
-from .tree import dtype_kind, dtype_label, format_attr, require_dataset, virtual_source_problems
+from .files import refresh_once
+from .resolve import check_virtual_sources, open_dataset
+from .tree import dtype_kind, dtype_label, format_attr
 
 __all__ = ["Axis", "DatasetInfo", "check_viewable", "describe", "is_uniform"]
 
@@ -278,14 +279,9 @@ def _describe(ds: h5py.Dataset, file: str, root: str | os.PathLike[str] | None) 
         except Exception as exc:  # malformed NeXus attributes must not stop viewing
             notes.append(f"NeXus axes unreadable: {exc}")
     if ds.is_virtual:
-        n, missing, problems = virtual_source_problems(ds, root)
-        if any("outside" in p for p in problems):
-            from .errors import OutsideRoot
-
-            raise OutsideRoot(
-                f"{ds.name} is a virtual dataset reading files outside the root folder: "
-                + "; ".join(p for p in problems if "outside" in p)
-            )
+        # sources outside the root were refused when the dataset was opened (resolve.py)
+        found = check_virtual_sources(ds, root)
+        n, missing = found.files, found.missing
         if missing:
             notes.append(
                 f"{missing} of {n} virtual source files are missing; "
@@ -299,9 +295,11 @@ def describe(
     path: str | os.PathLike[str], dataset: str, root: str | os.PathLike[str] | None = None
 ) -> DatasetInfo:
     """Describe ``dataset`` in the HDF5 file ``path`` (links followed only inside ``root``)."""
-    with open_file(path) as f, h5_errors(path, dataset):
-        ds = require_dataset(f, dataset, root)
-        return _describe(ds, str(Path(path)), root)
+    with open_dataset(path, dataset, root) as ds:
+        info = _describe(ds, str(Path(path)), root)
+    # the path asked for: through an external link, ``ds.name`` is the path in the other file
+    info.path = "/" + "/".join(p for p in dataset.split("/") if p)
+    return info
 
 
 def check_viewable(info: DatasetInfo) -> None:
