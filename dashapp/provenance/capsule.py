@@ -401,7 +401,7 @@ class CapsuleLimits:
     at most ``ratio`` times its packed size or ``ratio_floor``, whichever is more.
     """
 
-    #: Largest ``manifest.json`` read (it is parsed in memory).
+    #: Largest ``manifest.json`` read (it is parsed in memory; ``environment.json`` too).
     manifest_bytes: int = 16 * 2**20
     #: Largest unpacked member.
     member_bytes: int = 2**30
@@ -417,6 +417,8 @@ class CapsuleLimits:
 
 #: The limits :func:`open_capsule` applies unless given others.
 LIMITS = CapsuleLimits()
+#: Members read whole into memory when a capsule is used: as small as its manifest.
+_READ_WHOLE = ("manifest.json", "environment.json", "environment.txt")
 #: Written by :func:`open_capsule` into a folder it extracts into: which files it wrote there.
 _MARKER = ".dashapp-capsule.json"
 
@@ -462,6 +464,13 @@ def _check_members(
             continue
         files.add(key)
         size = member.file_size
+        if key in _READ_WHOLE and size > limits.manifest_bytes:
+            raise _refuse(
+                where,
+                name,
+                f"which unpacks to {_human(size)}; it is read whole, so at most "
+                f"{_human(limits.manifest_bytes)}",
+            )
         if size > limits.member_bytes:
             raise _refuse(
                 where,

@@ -188,6 +188,12 @@ def test_a_huge_manifest_is_refused_without_reading_it(tmp_path):
         open_capsule(folder)
 
 
+def test_a_huge_environment_description_is_refused(tmp_path):
+    big = hostile(tmp_path / "env.capsule.zip", {"environment.json": " " * (17 * 2**20)})
+    with pytest.raises(CapsuleError, match=r"'environment\.json', which unpacks to 17\.8 MB"):
+        open_capsule(big, extract_to=tmp_path / "out")
+
+
 @pytest.mark.parametrize(
     ("name", "why"),
     [
