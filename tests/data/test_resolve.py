@@ -415,3 +415,35 @@ def test_links_and_virtual_sources_to_a_fifo_are_refused_without_blocking(world)
 def test_a_missing_object_is_not_found(world):
     with pytest.raises(NotFound, match=r"/nothing does not exist in inside\.h5"):
         describe(world / "inside.h5", "/nothing", root=world)
+
+
+def test_nexus_axes_named_by_attributes_are_walked_too(world):
+    """An NXdata ``axes`` attribute names a dataset by path: a link out gives no coordinates."""
+    with h5py.File(world / "a.h5", "w") as f:
+        f["ext"] = h5py.ExternalLink(str(world.parent / "outside.h5"), "/")
+        data = f.create_group("data")
+        data.attrs["NX_class"] = "NXdata"
+        data.attrs["signal"] = "image"
+        data.attrs["axes"] = ["y", "x"]
+        data["image"] = np.zeros((10, 10))
+        data["y"] = h5py.SoftLink("/ext/values")  # 10 values of the outside file
+        data["x"] = h5py.ExternalLink(str(world.parent / "outside.h5"), "/values")
+    with h5py.File(world.parent / "outside.h5", "a") as f:
+        f["values"].attrs["long_name"] = SECRET
+    info = describe(world / "a.h5", "/data/image", root=world)
+    assert [a.coords for a in info.axes] == [None, None]
+    assert SECRET not in " ".join(a.label for a in info.axes)
+    assert any("'y' of dim 0 ignored" in n and "outside the root" in n for n in info.notes)
+
+
+def test_a_dimension_scale_reading_outside_the_root_is_ignored(world):
+    with h5py.File(world / "a.h5", "w") as f:
+        layout = h5py.VirtualLayout(shape=(10,), dtype="f8")
+        layout[...] = h5py.VirtualSource(str(world.parent / "outside.h5"), "values", shape=(10,))
+        scale = f.create_virtual_dataset("x", layout)
+        scale.make_scale("x")
+        f["image"] = np.zeros((4, 10))
+        f["image"].dims[1].attach_scale(scale)
+    info = describe(world / "a.h5", "/image", root=world)
+    assert info.axes[1].coords is None
+    assert any("dimension scale /x of dim 1 ignored" in n for n in info.notes)
