@@ -171,7 +171,7 @@ def resolve_object(
     """
     rroot = _real_root(root)
     requested = path or "/"
-    file = Path(os.path.realpath(f.filename))
+    file = Path(f.filename)  # (external_link_file takes its real folder)
     top: h5py.Group = f["/"]
     obj: h5py.HLObject = top
     walked = ""
