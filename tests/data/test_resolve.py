@@ -10,7 +10,10 @@ and whether it is refused or allowed, through :func:`describe` (what the slicer 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -447,3 +450,32 @@ def test_a_dimension_scale_reading_outside_the_root_is_ignored(world):
     info = describe(world / "a.h5", "/image", root=world)
     assert info.axes[1].coords is None
     assert any("dimension scale /x of dim 1 ignored" in n for n in info.notes)
+
+
+def test_external_raw_storage_found_through_hdf5_extfile_prefix_outside_is_refused(world):
+    """HDF5 reads HDF5_EXTFILE_PREFIX once, when it starts: so does a server; a subprocess."""
+    prefix = world.parent / "rawprefix"
+    prefix.mkdir()
+    (np.arange(10.0) + 1000).tofile(prefix / "raw.bin")
+    np.arange(10.0).tofile(world / "raw.bin")
+    _external_storage(world / "a.h5", "raw.bin")
+    script = (
+        "import sys, h5py\n"
+        "from dashapp.data import describe, DashappError\n"
+        "with h5py.File(sys.argv[1] + '/a.h5') as f:\n"
+        "    print('hdf5 reads', f['raw'][0])\n"
+        "try:\n"
+        "    print('shown', describe(sys.argv[1] + '/a.h5', '/raw', root=sys.argv[1]).preview)\n"
+        "except DashappError as exc:\n"
+        "    print(type(exc).__name__, exc)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    run = [sys.executable, "-c", script, str(world)]
+    plain = subprocess.run(run, cwd=world, env=env, capture_output=True, text=True, check=True)
+    assert "hdf5 reads 0.0" in plain.stdout  # root/raw.bin, from the working directory
+    assert "shown [0. 1." in plain.stdout
+    env["HDF5_EXTFILE_PREFIX"] = str(prefix)
+    out = subprocess.run(run, cwd=world, env=env, capture_output=True, text=True, check=True)
+    assert "hdf5 reads 1000.0" in out.stdout
+    assert "OutsideRoot /raw keeps its values in the raw file raw.bin" in out.stdout
+    assert "rawprefix/raw.bin" in out.stdout
