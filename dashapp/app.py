@@ -50,7 +50,15 @@ def serve_slicer_page(argv: list[str] | None = None) -> Any:
 
         try:
             capsule = open_capsule(args.capsule)
-            root = args.root or capsule.root or capsule.manifest.get("root")
+            # the packed inputs, or a --root the person serving chose: never the manifest's
+            # root, which names any folder the capsule's author wrote there ("/" lists /etc)
+            root = args.root or capsule.root
+            if root is None:
+                raise CapsuleError(
+                    "This capsule's input files were not packed, and a capsule does not choose "
+                    "what is served (its manifest names "
+                    f"{capsule.manifest.get('root') or 'no folder'!s})."
+                )
             root = resolve_root(root)
         except (CapsuleError, SystemExit) as exc:  # a page that says why, not a dead session
             pn.Column(

@@ -36,7 +36,6 @@ def _serve(args: argparse.Namespace, rest: list[str]) -> int:
 
 
 def _capsule(args: argparse.Namespace) -> int:
-    from pathlib import Path
 
     from .provenance import Record, export_capsule, open_capsule
 
@@ -71,7 +70,13 @@ def _capsule(args: argparse.Namespace) -> int:
         return 0
     capsule = open_capsule(args.capsule, extract_to=args.to)
     print(capsule.describe())
-    print(f"  extracted to {capsule.folder}")
+    how = {
+        "new": "",
+        "merged": " (merged: the files an earlier 'dashapp capsule open' wrote there were "
+        "replaced; other files there were left alone)",
+        "cached": " (extracted before; reused)",
+    }.get(capsule.extraction, "")
+    print(f"  extracted to {capsule.folder}{how}")
     if capsule.root is not None:
         print(f"  packed inputs: {capsule.root}")
     print()
@@ -79,16 +84,14 @@ def _capsule(args: argparse.Namespace) -> int:
     if args.serve:
         print()
         root = capsule.root
-        if (
-            root is None
-            and capsule.manifest.get("root")
-            and Path(capsule.manifest["root"]).is_dir()
-        ):
-            root = Path(capsule.manifest["root"])  # the original data is reachable from here
         if root is None:
+            # the manifest's root is only told, never served: a capsule is someone else's file
+            where = capsule.manifest.get("root")
             print(
-                "The capsule's input files were not packed (export with --pack-inputs) and its "
-                "root folder is not on this machine: the views cannot be restored here."
+                "The capsule's input files were not packed (export with --pack-inputs): to "
+                "restore its views, serve the original data yourself with "
+                "'dashapp serve --capsule CAPSULE --root FOLDER'"
+                + (f" (it was {where!r} where the capsule was written)." if where else ".")
             )
             return 0
         print("To see its timeline and restore its views (read-only):")

@@ -13,6 +13,7 @@ Physical axes come from, in order of preference:
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,9 +21,15 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from .errors import Unsupported
-from .files import h5_errors, open_file, refresh_once
-from .tree import dtype_kind, dtype_label, format_attr, require_dataset, virtual_source_problems
+from .errors import DashappError, OutsideRoot, Unsupported
+from .files import refresh_once
+from .resolve import (
+    check_external_storage,
+    check_virtual_sources,
+    open_dataset,
+    resolve_object,
+)
+from .tree import dtype_kind, dtype_label, format_attr
 
 __all__ = ["Axis", "DatasetInfo", "check_viewable", "describe", "is_uniform"]
 
@@ -157,7 +164,9 @@ def _coords_from(obj: h5py.Dataset, size: int) -> tuple[np.ndarray | None, str]:
     return values, ""
 
 
-def _dimension_scale_axes(ds: h5py.Dataset, axes: list[Axis], notes: list[str]) -> None:
+def _dimension_scale_axes(
+    ds: h5py.Dataset, axes: list[Axis], notes: list[str], root: str | os.PathLike[str] | None
+) -> None:
     for dim, axis in enumerate(axes):
         try:
             dim_obj = ds.dims[dim]
@@ -175,7 +184,14 @@ def _dimension_scale_axes(ds: h5py.Dataset, axes: list[Axis], notes: list[str]) 
                 axis.name = label or scale_name
                 axis.source = "netCDF"
                 break
-            values, why = _coords_from(scale, axis.size)
+            try:  # a scale is in this file, but its values may be read from others
+                check_external_storage(scale, root)
+                if scale.is_virtual:
+                    check_virtual_sources(scale, root)
+            except (OutsideRoot, Unsupported) as exc:
+                values, why = None, str(exc).rstrip(".")
+            else:
+                values, why = _coords_from(scale, axis.size)
             if values is None:
                 notes.append(f"dimension scale {scale.name} of dim {dim} ignored: {why}")
                 continue
@@ -186,7 +202,9 @@ def _dimension_scale_axes(ds: h5py.Dataset, axes: list[Axis], notes: list[str]) 
             break
 
 
-def _nexus_axes(ds: h5py.Dataset, axes: list[Axis], notes: list[str]) -> None:
+def _nexus_axes(
+    ds: h5py.Dataset, axes: list[Axis], notes: list[str], root: str | os.PathLike[str] | None
+) -> None:
     parent = ds.parent
     pattrs = parent.attrs
     name = ds.name.rsplit("/", 1)[-1]
@@ -224,19 +242,27 @@ def _nexus_axes(ds: h5py.Dataset, axes: list[Axis], notes: list[str]) -> None:
     for dim, axis_name in mapping.items():
         if not 0 <= dim < len(axes) or axes[dim].coords is not None:
             continue
-        obj = parent.get(axis_name)
-        if not isinstance(obj, h5py.Dataset):
-            notes.append(f"NeXus axis {axis_name!r} of dim {dim} not found")
-            continue
-        values, why = _coords_from(obj, axes[dim].size)
-        if values is None:
-            notes.append(f"NeXus axis {axis_name!r} of dim {dim} ignored: {why}")
-            axes[dim].name = axis_name
-            continue
-        axes[dim].coords = values
-        axes[dim].source = "NXdata"
-        axes[dim].name = _name_of(obj) or axis_name
-        axes[dim].units = _units(obj.attrs)
+        # an attribute names it: walked hop by hop like any path (it may be a link out)
+        with contextlib.ExitStack() as stack:
+            try:
+                obj = resolve_object(parent.file, f"{parent.name}/{axis_name}", root, stack)
+            except (OutsideRoot, Unsupported) as exc:
+                notes.append(f"NeXus axis {axis_name!r} of dim {dim} ignored: {exc}")
+                continue
+            except DashappError:
+                obj = None
+            if not isinstance(obj, h5py.Dataset):
+                notes.append(f"NeXus axis {axis_name!r} of dim {dim} not found")
+                continue
+            values, why = _coords_from(obj, axes[dim].size)
+            if values is None:
+                notes.append(f"NeXus axis {axis_name!r} of dim {dim} ignored: {why}")
+                axes[dim].name = axis_name
+                continue
+            axes[dim].coords = values
+            axes[dim].source = "NXdata"
+            axes[dim].name = _name_of(obj) or axis_name
+            axes[dim].units = _units(obj.attrs)
 
 
 def _describe(ds: h5py.Dataset, file: str, root: str | os.PathLike[str] | None) -> DatasetInfo:
@@ -272,20 +298,15 @@ def _describe(ds: h5py.Dataset, file: str, root: str | os.PathLike[str] | None) 
         except Exception as exc:
             info.preview = f"<unreadable: {type(exc).__name__}>"
     if len(shape) >= 1:
-        _dimension_scale_axes(ds, axes, notes)
+        _dimension_scale_axes(ds, axes, notes, root)
         try:
-            _nexus_axes(ds, axes, notes)
+            _nexus_axes(ds, axes, notes, root)
         except Exception as exc:  # malformed NeXus attributes must not stop viewing
             notes.append(f"NeXus axes unreadable: {exc}")
     if ds.is_virtual:
-        n, missing, problems = virtual_source_problems(ds, root)
-        if any("outside" in p for p in problems):
-            from .errors import OutsideRoot
-
-            raise OutsideRoot(
-                f"{ds.name} is a virtual dataset reading files outside the root folder: "
-                + "; ".join(p for p in problems if "outside" in p)
-            )
+        # sources outside the root were refused when the dataset was opened (resolve.py)
+        found = check_virtual_sources(ds, root)
+        n, missing = found.files, found.missing
         if missing:
             notes.append(
                 f"{missing} of {n} virtual source files are missing; "
@@ -299,9 +320,11 @@ def describe(
     path: str | os.PathLike[str], dataset: str, root: str | os.PathLike[str] | None = None
 ) -> DatasetInfo:
     """Describe ``dataset`` in the HDF5 file ``path`` (links followed only inside ``root``)."""
-    with open_file(path) as f, h5_errors(path, dataset):
-        ds = require_dataset(f, dataset, root)
-        return _describe(ds, str(Path(path)), root)
+    with open_dataset(path, dataset, root) as ds:
+        info = _describe(ds, str(Path(path)), root)
+    # the path asked for: through an external link, ``ds.name`` is the path in the other file
+    info.path = "/" + "/".join(p for p in dataset.split("/") if p)
+    return info
 
 
 def check_viewable(info: DatasetInfo) -> None:

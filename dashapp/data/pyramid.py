@@ -46,7 +46,6 @@ import numpy as np
 
 from .dataset import DatasetInfo
 from .errors import DashappError
-from .files import h5_errors, open_file
 
 __all__ = [
     "PYRAMIDS",
@@ -367,10 +366,11 @@ def as_float32(values: np.ndarray) -> np.ndarray:
 
 def _read_block(path: str, dataset: str, sel: tuple[slice, ...]) -> np.ndarray:
     from .chunks import direct_reader
+    from .resolve import open_dataset
 
-    with open_file(path) as f, h5_errors(path, dataset):
-        ds = f[dataset]
-        reader = direct_reader(path, ds)
+    # walked hop by hop (resolve.py), not f[dataset]: HDF5 would follow links by itself
+    with open_dataset(path, dataset) as ds:
+        reader = direct_reader(ds.file.filename, ds)  # the file holding it (external links)
         if reader is None:
             return as_float32(np.asarray(ds[sel]))
     return as_float32(reader.read(sel, cache=False))

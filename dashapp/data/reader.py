@@ -25,10 +25,10 @@ import numpy as np
 from .chunks import direct_reader, reducible_levels
 from .dataset import DatasetInfo, check_viewable, is_uniform
 from .errors import Unsupported
-from .files import h5_errors, open_file
+from .files import h5_errors
 from .pyramid import Pyramid, as_float32, choose_level, halve, level_edges, plane_dims
+from .resolve import open_dataset
 from .slicing import AGGREGATIONS, COMPLEX_PARTS, build_selection, decimation, index_range
-from .tree import require_dataset
 
 __all__ = [
     "SliceImage",
@@ -364,9 +364,9 @@ def _read_source(
     At ``level`` > 0, ``sel`` indexes the dataset's overview level along ``dims`` (slices
     there, an integer index elsewhere): float32 means of ``2**level`` cells a side.
     """
-    with open_file(info.file) as f, h5_errors(info.file, info.path):
-        ds = require_dataset(f, info.path, root)
-        reader = direct_reader(info.file, ds) if not ds.is_virtual else None
+    with open_dataset(info.file, info.path, root) as ds:
+        # the file holding the dataset: another one when the path runs through an external link
+        reader = direct_reader(ds.file.filename, ds) if not ds.is_virtual else None
         if reader is None:
             return ds[sel] if level == 0 else _reduce_region(ds, sel, level, dims)
     with h5_errors(info.file, info.path):
@@ -450,8 +450,7 @@ def estimate_range(
     total = int(np.prod(info.shape, dtype=np.int64))
     rng = np.random.default_rng(seed)
     samples: list[np.ndarray] = []
-    with open_file(info.file) as f, h5_errors(info.file, info.path):
-        ds = require_dataset(f, info.path, root)
+    with open_dataset(info.file, info.path, root) as ds:
         if total <= budget:
             samples.append(to_real(np.asarray(ds[()]), part).ravel())
         else:

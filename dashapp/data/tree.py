@@ -8,6 +8,7 @@ groups are cut off with a note instead of hanging the server.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,14 +16,14 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from .errors import BrokenLink, NotFound, OutsideRoot, Unsupported
+from .errors import OutsideRoot, Unsupported
 from .files import h5_errors, open_file, refresh_once
+from .resolve import check_external_storage, check_virtual_sources, resolve_object
 
 __all__ = [
     "Node",
     "dtype_kind",
     "dtype_label",
-    "external_target",
     "format_attr",
     "get_object",
     "read_tree",
@@ -199,60 +200,20 @@ def _compression(ds: h5py.Dataset) -> str:
     return "+".join(parts)
 
 
-def external_target(
-    file_path: str | os.PathLike[str], link: h5py.ExternalLink, root: str | os.PathLike[str] | None
-) -> tuple[Path | None, str]:
-    """Locate the file an external link points to, relative to the linking file's folder.
-
-    Returns ``(path, problem)``: ``path`` is None with a sentence in ``problem`` when the file
-    is missing or lies outside ``root``.
-    """
-    base = Path(file_path).parent
-    target = Path(link.filename)
-    candidate = target if target.is_absolute() else base / target
-    real = Path(os.path.realpath(candidate))
-    if root is not None:
-        rroot = Path(os.path.realpath(root))
-        if real != rroot and rroot not in real.parents:
-            return None, f"external file {link.filename} is outside the root folder"
-    if not real.is_file():
-        return None, f"external file {link.filename} is missing"
-    return real, ""
-
-
 def virtual_source_problems(
     ds: h5py.Dataset, root: str | os.PathLike[str] | None = None
 ) -> tuple[int, int, list[str]]:
-    """Check the source files of a virtual dataset.
+    """Check the source files of a virtual dataset (see :func:`.resolve.check_virtual_sources`).
 
     Returns ``(n_sources, n_missing, problems)`` where problems are sentences about sources that
     are missing or outside ``root``. Missing sources read as the fill value, so they are not an
     error, but the user must know.
     """
     try:
-        sources = ds.virtual_sources()
-    except Exception as exc:  # pragma: no cover - damaged VDS layout
-        return 0, 0, [f"virtual layout unreadable: {exc}"]
-    base = Path(ds.file.filename).parent
-    rroot = Path(os.path.realpath(root)) if root is not None else None
-    missing = 0
-    problems: list[str] = []
-    seen: set[str] = set()
-    for src in sources:
-        if src.file_name in seen:
-            continue
-        seen.add(src.file_name)
-        if src.file_name == ".":
-            continue
-        p = Path(src.file_name)
-        real = Path(os.path.realpath(p if p.is_absolute() else base / p))
-        if rroot is not None and real != rroot and rroot not in real.parents:
-            problems.append(f"source {src.file_name} is outside the root folder")
-        elif not real.is_file():
-            missing += 1
-            if len(problems) < 5:
-                problems.append(f"source {src.file_name} is missing")
-    return len(seen), missing, problems
+        found = check_virtual_sources(ds, root)
+    except (OutsideRoot, Unsupported) as exc:
+        return 0, 0, [str(exc).rstrip(".")]
+    return found.files, found.missing, list(found.problems)
 
 
 class _Walker:
@@ -278,6 +239,10 @@ class _Walker:
             and len(node.shape) >= 2
             and 0 not in node.shape
         )
+        try:
+            check_external_storage(ds, self.root)
+        except (OutsideRoot, Unsupported) as exc:
+            node.problem, node.viewable = str(exc).rstrip("."), False
         if ds.is_virtual:
             node.virtual = True
             _n, missing, problems = virtual_source_problems(ds, self.root)
@@ -285,6 +250,8 @@ class _Walker:
                 node.problem = "; ".join(problems)
                 if missing:
                     node.problem = f"{missing} virtual source file(s) missing: " + node.problem
+                else:  # outside the root, or not a file: it cannot be shown
+                    node.viewable = False
         return node
 
     def visit(self, group: h5py.Group, path: str, name: str, depth: int) -> Node:
@@ -321,62 +288,23 @@ class _Walker:
             link = group.get(name, getlink=True)
         except Exception as exc:
             return Node(name=name, path=cpath, kind="broken", problem=f"unreadable link: {exc}")
-        if isinstance(link, h5py.SoftLink):
+        if isinstance(link, (h5py.SoftLink, h5py.ExternalLink)):
+            kind = "soft" if isinstance(link, h5py.SoftLink) else "external"
+            target = link.path if kind == "soft" else f"{link.filename}:{link.path}"
             try:
-                obj = group[name]
-            except Exception:
-                return Node(
-                    name=name,
-                    path=cpath,
-                    kind="broken",
-                    link="soft",
-                    target=link.path,
-                    problem=f"soft link to {link.path}, which does not exist",
-                )
-            if isinstance(obj, h5py.Dataset):
-                node = self.dataset_node(name, cpath, obj)
-            else:  # do not descend: soft links to groups can form cycles
-                node = Node(name=name, path=cpath, kind="soft")
-            node.link, node.target = "soft", link.path
-            return node
-        if isinstance(link, h5py.ExternalLink):
-            target = f"{link.filename}:{link.path}"
-            real, problem = external_target(self.file_path, link, self.root)
-            if real is None:
-                return Node(
-                    name=name,
-                    path=cpath,
-                    kind="broken",
-                    link="external",
-                    target=target,
-                    problem=problem,
-                )
-            try:
-                with open_file(real) as ext:
-                    obj = ext.get(link.path)
-                    if obj is None:
-                        return Node(
-                            name=name,
-                            path=cpath,
-                            kind="broken",
-                            link="external",
-                            target=target,
-                            problem=f"{link.path} does not exist in {link.filename}",
-                        )
+                # walked hop by hop like every other open (resolve.py): a soft link through
+                # an external link is checked at the external hop, not followed blindly
+                with contextlib.ExitStack() as stack:
+                    obj = resolve_object(group.file, cpath, self.root, stack, check_data=False)
                     if isinstance(obj, h5py.Dataset):
                         node = self.dataset_node(name, cpath, obj)
-                    else:
-                        node = Node(name=name, path=cpath, kind="external")
+                    else:  # do not descend: links to groups can form cycles
+                        node = Node(name=name, path=cpath, kind=kind)
             except Exception as exc:
                 return Node(
-                    name=name,
-                    path=cpath,
-                    kind="broken",
-                    link="external",
-                    target=target,
-                    problem=str(exc),
+                    name=name, path=cpath, kind="broken", link=kind, target=target, problem=str(exc)
                 )
-            node.link, node.target = "external", target
+            node.link, node.target = kind, target
             return node
         try:
             obj = group[name]
@@ -402,8 +330,8 @@ def read_tree(path: str | os.PathLike[str], root: str | os.PathLike[str] | None 
     path
         The file.
     root
-        If given, external links and virtual sources leading outside this folder are marked as
-        problems and not followed.
+        If given, links, virtual sources and raw files leading outside this folder are marked
+        as problems and not followed (each link is walked hop by hop, see :mod:`.resolve`).
     """
     real = Path(path)
     # No forced reopen: the handle cache reopens files changed by ordinary writers, and a
@@ -416,53 +344,29 @@ def read_tree(path: str | os.PathLike[str], root: str | os.PathLike[str] | None 
 
 
 def get_object(
-    f: h5py.File, path: str, root: str | os.PathLike[str] | None = None
+    f: h5py.File,
+    path: str,
+    root: str | os.PathLike[str] | None = None,
+    stack: contextlib.ExitStack | None = None,
 ) -> h5py.HLObject:
-    """Return the object at ``path`` in an open file, following links safely.
+    """Return the object at ``path`` in an open file, following links only inside ``root``.
 
-    External links are followed only to files inside ``root``; soft links that lead nowhere
-    raise :class:`BrokenLink` naming the link.
+    The path is walked hop by hop by :func:`.resolve.resolve_object` (the one place objects are
+    opened by path); ``stack`` keeps the files external links lead to open while the object is
+    used. Soft links that lead nowhere raise :class:`BrokenLink` naming the link; a hop out of
+    the root raises :class:`OutsideRoot` naming the hop.
     """
-    parts = [p for p in path.split("/") if p]
-    obj: h5py.HLObject = f["/"]
-    walked = ""
-    for part in parts:
-        if not isinstance(obj, h5py.Group):
-            raise NotFound(f"{walked} is a dataset, so {path} does not exist.")
-        walked += "/" + part
-        link = obj.get(part, getlink=True)  # damaged metadata raises; h5_errors words it
-        if link is None:
-            raise NotFound(f"{walked} does not exist in {Path(f.filename).name}.")
-        if isinstance(link, h5py.ExternalLink):
-            real, problem = external_target(f.filename, link, root)
-            if real is None:
-                if "outside" in problem:
-                    raise OutsideRoot(f"{walked} is an external link: {problem}.")
-                raise BrokenLink(f"{walked} is an external link to an absent file: {problem}.")
-            # Follow through h5py, now that the target is known to be inside the root.
-            try:
-                obj = obj[part]
-            except KeyError as exc:
-                raise BrokenLink(
-                    f"{walked} links to {link.path} in {link.filename}, which does not exist."
-                ) from exc
-            continue
-        try:
-            obj = obj[part]
-        except KeyError as exc:
-            if isinstance(link, h5py.SoftLink):
-                raise BrokenLink(
-                    f"{walked} is a soft link to {link.path}, which does not exist."
-                ) from exc
-            raise NotFound(f"{walked} cannot be opened: {exc}") from exc
-    return obj
+    return resolve_object(f, path, root, stack)
 
 
 def require_dataset(
-    f: h5py.File, path: str, root: str | os.PathLike[str] | None = None
+    f: h5py.File,
+    path: str,
+    root: str | os.PathLike[str] | None = None,
+    stack: contextlib.ExitStack | None = None,
 ) -> h5py.Dataset:
     """Like :func:`get_object` but insists on a dataset."""
-    obj = get_object(f, path, root)
+    obj = get_object(f, path, root, stack)
     if not isinstance(obj, h5py.Dataset):
         raise Unsupported(f"{path} is a group, not a dataset; pick a dataset inside it.")
     refresh_once(obj)  # see what a SWMR writer appended since the file was opened

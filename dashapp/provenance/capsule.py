@@ -52,6 +52,7 @@ __all__ = [
     "CAPSULE_VERSION",
     "Capsule",
     "CapsuleError",
+    "CapsuleLimits",
     "capsule_cache",
     "export_capsule",
     "open_capsule",
@@ -293,7 +294,11 @@ class Capsule:
         The capsule's record, read-only.
     root
         The extracted ``inputs/`` folder when inputs were packed (serve it to restore the
-        views), else None.
+        views), else None. Never the manifest's ``root``: that names a folder on the machine
+        the capsule was written on, and a capsule is not trusted to choose what is served.
+    extraction
+        How it was extracted: ``"new"`` (into a new or empty folder), ``"merged"`` (into a
+        folder an earlier ``open`` made), ``"cached"`` (reused), ``""`` (a folder opened).
     """
 
     path: Path
@@ -301,6 +306,7 @@ class Capsule:
     manifest: dict[str, Any]
     record: Record
     root: Path | None
+    extraction: str = ""
 
     def events(
         self,
@@ -385,37 +391,238 @@ def _read_manifest(text: bytes | str, where: Path) -> dict[str, Any]:
     return manifest
 
 
-def _safe_extract(zf: zipfile.ZipFile, dest: Path, where: Path) -> None:
-    """Extract refusing absolute paths, ``..`` and links (a capsule comes from someone else)."""
-    base = os.path.realpath(dest)
-    for member in zf.infolist():
+@dataclasses.dataclass(frozen=True)
+class CapsuleLimits:
+    """What a capsule may unpack: a capsule comes from someone else (a zip bomb, a huge manifest).
+
+    Sizes are checked on what the zip declares before anything is written, and again on the
+    bytes actually written. Deflate packs a file of zeros (and an HDF5 file that is mostly fill
+    value) about 1000:1, so the ratio applies only above ``ratio_floor``: a capsule unpacks to
+    at most ``ratio`` times its packed size or ``ratio_floor``, whichever is more.
+    """
+
+    #: Largest ``manifest.json`` read (it is parsed in memory; ``environment.json`` too).
+    manifest_bytes: int = 16 * 2**20
+    #: Largest unpacked member.
+    member_bytes: int = 2**30
+    #: Largest unpacked capsule.
+    total_bytes: int = 2 * 2**30
+    #: Members in one capsule.
+    members: int = 100_000
+    #: Largest unpacked/packed size ratio (of each member and of the whole)...
+    ratio: float = 200.0
+    #: ...for sizes above this many unpacked bytes.
+    ratio_floor: int = 64 * 2**20
+
+
+#: The limits :func:`open_capsule` applies unless given others.
+LIMITS = CapsuleLimits()
+#: Members read whole into memory when a capsule is used: as small as its manifest.
+_READ_WHOLE = ("manifest.json", "environment.json", "environment.txt")
+#: Written by :func:`open_capsule` into a folder it extracts into: which files it wrote there.
+_MARKER = ".dashapp-capsule.json"
+
+
+def _refuse(where: Path, name: str, why: str) -> CapsuleError:
+    return CapsuleError(f"{where}: refusing the member {name!r}, {why}; nothing was extracted.")
+
+
+def _member_parts(name: str) -> tuple[str, ...]:
+    return PurePosixPath(name.replace("\\", "/")).parts
+
+
+def _check_members(
+    zf: zipfile.ZipFile, where: Path, limits: CapsuleLimits
+) -> list[zipfile.ZipInfo]:
+    """Every member, checked before anything is written (names, links, declared sizes)."""
+    infos = zf.infolist()
+    if len(infos) > limits.members:
+        raise CapsuleError(
+            f"{where} has {len(infos):,} members; a capsule may have at most {limits.members:,}."
+        )
+    seen: set[str] = set()
+    folders: set[str] = set()
+    files: set[str] = set()
+    total = packed = 0
+    for member in infos:
         name = member.filename
         pure = PurePosixPath(name.replace("\\", "/"))
-        if pure.is_absolute() or ".." in pure.parts or (pure.parts and ":" in pure.parts[0]):
-            raise CapsuleError(f"{where}: refusing the member {name!r}, which points outside.")
+        parts = pure.parts
+        if "\x00" in name or not parts or pure.is_absolute() or ".." in parts or ":" in parts[0]:
+            raise _refuse(where, name, "which points outside")
         if (member.external_attr >> 16) & 0o170000 == 0o120000:
-            raise CapsuleError(f"{where}: refusing the member {name!r}, a symbolic link.")
-        target = os.path.realpath(os.path.join(base, *pure.parts))
-        if target != base and not target.startswith(base + os.sep):
-            raise CapsuleError(f"{where}: refusing the member {name!r}, which points outside.")
-    zf.extractall(dest)
+            raise _refuse(where, name, "a symbolic link")
+        if parts[0] in (_MARKER, _EXTRACTED) or parts[0].startswith(".extract-"):
+            raise _refuse(where, name, "a name dashapp keeps for itself")
+        key = pure.as_posix()
+        if key in seen:
+            raise _refuse(where, name, "which is in the capsule twice")
+        seen.add(key)
+        folders.update(PurePosixPath(*parts[:i]).as_posix() for i in range(1, len(parts)))
+        if member.is_dir():
+            folders.add(key)
+            continue
+        files.add(key)
+        size = member.file_size
+        if key in _READ_WHOLE and size > limits.manifest_bytes:
+            raise _refuse(
+                where,
+                name,
+                f"which unpacks to {_human(size)}; it is read whole, so at most "
+                f"{_human(limits.manifest_bytes)}",
+            )
+        if size > limits.member_bytes:
+            raise _refuse(
+                where,
+                name,
+                f"which unpacks to {_human(size)} (at most {_human(limits.member_bytes)})",
+            )
+        if size > limits.ratio_floor and size > limits.ratio * max(member.compress_size, 1):
+            raise _refuse(
+                where,
+                name,
+                f"which unpacks {size / max(member.compress_size, 1):,.0f} times its packed size "
+                f"(at most {limits.ratio:g} times above {_human(limits.ratio_floor)})",
+            )
+        total += size
+        packed += member.compress_size
+    clash = files & folders
+    if clash:
+        raise _refuse(where, sorted(clash)[0], "which is both a file and a folder")
+    if total > limits.total_bytes:
+        raise CapsuleError(
+            f"{where} unpacks to {_human(total)}; a capsule may unpack to at most "
+            f"{_human(limits.total_bytes)}. Nothing was extracted."
+        )
+    if total > limits.ratio_floor and total > limits.ratio * max(packed, 1):
+        raise CapsuleError(
+            f"{where} unpacks to {_human(total)}, {total / max(packed, 1):,.0f} times its packed "
+            f"size (at most {limits.ratio:g} times above {_human(limits.ratio_floor)}): refused "
+            "as a possible zip bomb. Nothing was extracted."
+        )
+    return infos
 
 
-def _extract_into(zf: zipfile.ZipFile, folder: Path, source: Path) -> None:
-    """Extract safely into a staging folder, then move each member over what ``folder`` has."""
+def _extract_members(
+    zf: zipfile.ZipFile,
+    infos: list[zipfile.ZipInfo],
+    dest: Path,
+    where: Path,
+    limits: CapsuleLimits,
+) -> list[str]:
+    """Write the checked members under ``dest``, counting the bytes actually unpacked."""
+    written: list[str] = []
+    total = 0
+    for member in infos:
+        parts = _member_parts(member.filename)
+        target = dest.joinpath(*parts)
+        if member.is_dir():
+            target.mkdir(parents=True, exist_ok=True)
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        size = 0
+        with zf.open(member) as src, open(target, "xb") as out:
+            while chunk := src.read(2**20):
+                size += len(chunk)
+                total += len(chunk)
+                if size > member.file_size or size > limits.member_bytes:
+                    raise _refuse(where, member.filename, "which unpacks to more than it declares")
+                if total > limits.total_bytes:
+                    raise CapsuleError(
+                        f"{where} unpacks to more than {_human(limits.total_bytes)}; "
+                        "nothing was extracted."
+                    )
+                out.write(chunk)
+        written.append(PurePosixPath(*parts).as_posix())
+    return written
+
+
+def _ours(folder: Path) -> set[str] | None:
+    """The files an earlier ``open`` wrote into ``folder`` (None: not made by dashapp)."""
+    marker = folder / _MARKER
+    try:
+        if marker.is_symlink() or marker.stat().st_size > LIMITS.manifest_bytes:
+            return None
+        data = json.loads(marker.read_text(encoding="utf-8"))
+        return {str(f) for f in data["files"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _plan(folder: Path, names: list[str], where: Path) -> tuple[str, set[str]]:
+    """Whether extracting ``names`` into ``folder`` is allowed: ``("new" | "merged", ours)``.
+
+    A new or empty folder is filled. A folder an earlier ``open`` made gets the capsule's files
+    over the files that ``open`` wrote; any other file there is left alone, and one the capsule
+    would overwrite is refused. Any other non-empty folder is refused. Nothing is ever deleted.
+    """
+    if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+        raise CapsuleError(f"{folder} is not a folder; nothing was extracted.")
+    if not folder.exists() or not any(folder.iterdir()):
+        return "new", set()
+    ours = _ours(folder)
+    if ours is None:
+        raise CapsuleError(
+            f"{folder} is not empty and was not made by 'dashapp capsule open': nothing was "
+            "extracted, and nothing there was changed or deleted. Open the capsule into a new "
+            "or empty folder."
+        )
+    base = os.path.realpath(folder)
+    for name in names:
+        target = folder / name
+        for parent in list(reversed(target.parents))[len(folder.parents) + 1 :]:
+            if parent.is_symlink() or (parent.exists() and not parent.is_dir()):
+                raise CapsuleError(
+                    f"{where}: {name} would be written through {parent}, which is not a folder "
+                    f"dashapp made; nothing was extracted."
+                )
+        if target.is_symlink() or (target.exists() and not target.is_file()):
+            raise CapsuleError(
+                f"{folder}: {name} is there and is not a file dashapp wrote; nothing was extracted."
+            )
+        if target.exists() and name not in ours:
+            raise CapsuleError(
+                f"{folder}: {name} is there and was not written by 'dashapp capsule open'; "
+                "nothing was extracted, and nothing there was changed. Open the capsule into a "
+                "new or empty folder."
+            )
+        real = os.path.realpath(target)
+        if not real.startswith(base + os.sep):
+            raise CapsuleError(f"{where}: {name} would be written outside {folder}.")
+    return "merged", ours
+
+
+def _extract_into(
+    zf: zipfile.ZipFile, folder: Path, source: Path, limits: CapsuleLimits = LIMITS
+) -> str:
+    """Extract into ``folder`` without deleting anything; returns ``"new"`` or ``"merged"``.
+
+    Members are checked (:func:`_check_members`), the folder too (:func:`_plan`), then unpacked
+    into a staging folder and moved file by file into place.
+    """
+    infos = _check_members(zf, source, limits)
+    names = [PurePosixPath(*_member_parts(m.filename)).as_posix() for m in infos if not m.is_dir()]
+    how, ours = _plan(folder, names, source)
     folder.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".extract-", dir=folder))
     try:
-        _safe_extract(zf, staging, source)
-        for item in staging.iterdir():
-            dest = folder / item.name
-            if dest.is_dir() and not dest.is_symlink():
-                shutil.rmtree(dest)
-            elif dest.exists() or dest.is_symlink():
-                dest.unlink()
-            os.replace(item, dest)
+        written = _extract_members(zf, infos, staging, source, limits)
+        # the marker first: a crash part way leaves the files listed as dashapp's own
+        marker = {"written_by": "dashapp capsule open", "capsule": str(source)}
+        marker["files"] = sorted(ours | set(written))  # type: ignore[assignment]
+        (folder / _MARKER).write_text(json.dumps(marker, indent=1), encoding="utf-8")
+        for info in infos:
+            if info.is_dir():
+                (folder / PurePosixPath(*_member_parts(info.filename))).mkdir(
+                    parents=True, exist_ok=True
+                )
+        for name in written:
+            dest = folder / name
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(staging / name, dest)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    return how
 
 
 #: Serialises extraction into the shared cache folder (every browser session of a server
@@ -425,8 +632,31 @@ _EXTRACT_LOCK = threading.Lock()
 _EXTRACTED = ".extracted"
 
 
+def _read_zip_manifest(zf: zipfile.ZipFile, source: Path, limits: CapsuleLimits) -> bytes:
+    try:
+        info = zf.getinfo("manifest.json")
+    except KeyError:
+        raise CapsuleError(
+            f"{source} is a zip file but not a dashapp capsule: it has no "
+            "manifest.json (or it was cut short while being written)."
+        ) from None
+    too_big = CapsuleError(
+        f"{source}: its manifest.json is larger than {_human(limits.manifest_bytes)}; "
+        "refused (a capsule's manifest is a few kilobytes)."
+    )
+    if info.file_size > limits.manifest_bytes:
+        raise too_big
+    with zf.open(info) as fh:
+        raw = fh.read(limits.manifest_bytes + 1)
+    if len(raw) > limits.manifest_bytes:
+        raise too_big
+    return raw
+
+
 def open_capsule(
-    path: str | os.PathLike[str], extract_to: str | os.PathLike[str] | None = None
+    path: str | os.PathLike[str],
+    extract_to: str | os.PathLike[str] | None = None,
+    limits: CapsuleLimits = LIMITS,
 ) -> Capsule:
     """Open a capsule written by :func:`export_capsule`.
 
@@ -435,20 +665,31 @@ def open_capsule(
     path
         The ``.capsule.zip`` file, or a folder holding an extracted capsule.
     extract_to
-        Folder to extract into (created; files there are overwritten). Default: a folder
-        per capsule under :func:`capsule_cache`.
+        Folder to extract into: a new or empty folder, or one an earlier ``open`` made (its
+        files are replaced, other files there are left alone). Nothing is ever deleted; a
+        folder with other content is refused. Default: a folder per capsule under
+        :func:`capsule_cache`.
+    limits
+        Size, ratio and count limits on what the capsule unpacks (:class:`CapsuleLimits`).
 
     Raises
     ------
     CapsuleError
-        If ``path`` is not a capsule, is damaged, or was written by a newer dashapp with a
-        capsule format this one does not read.
+        If ``path`` is not a capsule, is damaged, breaks ``limits``, would write into a folder
+        that has other content, or was written by a newer dashapp with a capsule format this
+        one does not read.
     """
     source = Path(path)
+    extraction = ""
     if source.is_dir():
         manifest_file = source / "manifest.json"
         if not manifest_file.is_file():
             raise CapsuleError(f"{source} is not a dashapp capsule: it has no manifest.json.")
+        if manifest_file.stat().st_size > limits.manifest_bytes:
+            raise CapsuleError(
+                f"{source}: its manifest.json is larger than {_human(limits.manifest_bytes)}; "
+                "refused (a capsule's manifest is a few kilobytes)."
+            )
         manifest = _read_manifest(manifest_file.read_bytes(), source)
         folder = source
     else:
@@ -461,14 +702,7 @@ def open_capsule(
             )
         try:
             with zipfile.ZipFile(source) as zf:
-                try:
-                    raw = zf.read("manifest.json")
-                except KeyError:
-                    raise CapsuleError(
-                        f"{source} is a zip file but not a dashapp capsule: it has no "
-                        "manifest.json (or it was cut short while being written)."
-                    ) from None
-                manifest = _read_manifest(raw, source)
+                manifest = _read_manifest(_read_zip_manifest(zf, source, limits), source)
                 if extract_to is None:
                     st = source.stat()
                     key = f"{os.path.realpath(source)}\0{st.st_size}\0{st.st_mtime_ns}"
@@ -482,22 +716,37 @@ def open_capsule(
                     # extraction is this capsule's, and is reused (another session may be
                     # reading its files right now), never extracted over.
                     if extract_to is not None:
-                        _extract_into(zf, folder, source)
+                        extraction = _extract_into(zf, folder, source, limits)
                     elif not (folder / _EXTRACTED).is_file():
-                        if folder.exists():
+                        if folder.exists() and not folder.is_symlink():
                             shutil.rmtree(folder)  # our own, incomplete cache folder
-                        _extract_into(zf, folder, source)
+                        extraction = _extract_into(zf, folder, source, limits)
                         (folder / _EXTRACTED).write_text(str(source))
+                    else:
+                        extraction = "cached"
         except zipfile.BadZipFile as exc:
             raise CapsuleError(f"{source}: the capsule is damaged ({exc}).") from None
     if not (folder / RECORD_NAME).is_file():
         raise CapsuleError(f"{source}: the capsule has no {RECORD_NAME}.")
-    inputs = folder / INPUTS_DIR
-    root = inputs if inputs.is_dir() else None
     return Capsule(
         path=source,
         folder=folder,
         manifest=manifest,
         record=Record(folder, read_only=True),
-        root=root,
+        root=_inputs_root(folder, source),
+        extraction=extraction,
     )
+
+
+def _inputs_root(folder: Path, source: Path) -> Path | None:
+    """The capsule's ``inputs/`` folder, which must be inside the capsule's own folder."""
+    inputs = folder / INPUTS_DIR
+    if not inputs.is_dir():
+        return None
+    real, base = os.path.realpath(inputs), os.path.realpath(folder)
+    if inputs.is_symlink() or not real.startswith(base + os.sep):
+        raise CapsuleError(
+            f"{source}: its {INPUTS_DIR}/ folder is a link to {real}, outside the capsule; "
+            "a capsule serves only its own files."
+        )
+    return inputs

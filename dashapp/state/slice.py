@@ -367,7 +367,7 @@ class SliceState(param.Parameterized):
         check_viewable(info)
         changes: list[str] = []
         view = self.view()
-        members = series_members(path, self.dataset)
+        members = series_members(path, self.dataset, root=self.root)
         numbers = [m.number for m in members]
         current = next((m for m in members if m.path == self.dataset), None)
         newest = members[-1] if members else None

@@ -7,6 +7,8 @@ redrawn whenever the slicer reloads the file, so it grows with a running inversi
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import panel as pn
 import param
@@ -15,6 +17,7 @@ from bokeh.plotting import figure
 
 from ..data import DashappError, open_file, resolve
 from ..data.files import refresh_once
+from ..data.resolve import resolve_object
 from ..state import SliceState
 
 __all__ = ["SERIES_NAMES", "ConvergencePlot", "read_series"]
@@ -32,10 +35,15 @@ SERIES_NAMES = {
 def read_series(path, root=None) -> dict[str, np.ndarray]:
     """The convergence series at the root of a file: ``{label: values}`` (may be empty)."""
     out: dict[str, np.ndarray] = {}
-    with open_file(path) as f:
+    with open_file(path) as f, contextlib.ExitStack() as stack:
         for name in f:
             label = SERIES_NAMES.get(name.lower())
-            obj = f.get(name)
+            if label is None or label in out:
+                continue
+            try:  # hop by hop: a series linked from outside the root is not shown
+                obj = resolve_object(f, name, root, stack)
+            except DashappError:
+                continue
             if label is None or label in out or obj is None or getattr(obj, "ndim", 0) != 1:
                 continue
             if obj.dtype.kind not in "iuf" or obj.shape[0] > 100_000:
@@ -90,7 +98,7 @@ class ConvergencePlot(pn.viewable.Viewer):
         series: dict[str, np.ndarray] = {}
         if st.file:
             try:
-                series = read_series(resolve(st.root, st.file))
+                series = read_series(resolve(st.root, st.file), root=st.root)
             except DashappError:
                 series = {}
         for label, source in self._sources.items():

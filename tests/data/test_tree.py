@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import h5py
 import hdf5plugin
 import numpy as np
@@ -87,7 +89,7 @@ def test_links_are_marked_and_broken_ones_are_not_fatal(linked):
     assert (ext.kind, ext.link, ext.shape) == ("dataset", "external", (3, 4, 5))
     missing = tree.find("/ext_missing")
     assert missing.kind == "broken"
-    assert "absent.h5 is missing" in missing.problem
+    assert "absent.h5, which does not exist" in missing.problem
     outside = tree.find("/ext_outside")
     assert outside.kind == "broken"
     assert "outside the root" in outside.problem
@@ -102,13 +104,13 @@ def test_virtual_dataset_with_missing_source_is_marked(linked):
 
 
 def test_get_object_follows_links_only_inside_root(linked):
-    with open_file(linked / "main.h5") as f:
-        assert get_object(f, "/ext_ok", linked).shape == (3, 4, 5)
+    with open_file(linked / "main.h5") as f, contextlib.ExitStack() as stack:
+        assert get_object(f, "/ext_ok", linked, stack).shape == (3, 4, 5)
         assert get_object(f, "/soft_ok", linked).shape == (10, 20)
         with pytest.raises(OutsideRoot):
-            get_object(f, "/ext_outside", linked)
-        with pytest.raises(BrokenLink, match="absent file"):
-            get_object(f, "/ext_missing", linked)
+            get_object(f, "/ext_outside", linked, stack)
+        with pytest.raises(BrokenLink, match=r"absent\.h5, which does not exist"):
+            get_object(f, "/ext_missing", linked, stack)
         with pytest.raises(BrokenLink, match="soft link"):
             get_object(f, "/soft_broken", linked)
 

@@ -5,7 +5,7 @@ import numpy as np
 import panel as pn
 
 from dashapp.state import SliceState
-from dashapp.views.series import ConvergencePlot
+from dashapp.views.series import ConvergencePlot, read_series
 
 
 def _figure_in_page(plot: ConvergencePlot):
@@ -31,3 +31,15 @@ def test_hidden_without_series_and_shown_with_them(tmp_path):
     assert plot.points == 3
     state.param.update(file="plain.h5", dataset="/model")
     assert not _figure_in_page(plot).visible
+
+
+def test_a_series_linked_from_outside_the_root_is_not_plotted(tmp_path):
+    root = tmp_path / "root"
+    root.mkdir()
+    with h5py.File(tmp_path / "outside.h5", "w") as f:
+        f["values"] = np.arange(5.0) + 1000
+    with h5py.File(root / "run.h5", "w") as f:
+        f["ext"] = h5py.ExternalLink(str(tmp_path / "outside.h5"), "/")
+        f["misfit"] = h5py.SoftLink("/ext/values")
+        f["phi_m"] = np.arange(3.0)
+    assert list(read_series(root / "run.h5", root=root)) == ["model norm φm"]
