@@ -267,3 +267,18 @@ def test_token_file_is_private_and_kept(monkeypatch, tmp_path):
 def test_the_token_is_not_in_a_shared_view_link():
     query = urllib.parse.urlencode({"file": "a.h5", "token": "x"})
     assert "token" not in auth.strip_token(f"/?{query}")
+
+
+def test_show_opens_the_url_with_the_token(serve, data_root, tmp_path):
+    """``dashapp serve --show`` opens the token URL (panel's own --show would open a page
+    that asks for the token)."""
+    import time
+
+    opened = tmp_path / "opened"
+    browser = f"/bin/sh -c 'echo %s > {opened}'"  # webbrowser runs $BROWSER with the URL
+    server = serve(data_root, env={"BROWSER": browser}, options=["--show"], dashapp_serve=True)
+    for _ in range(100):
+        if opened.exists() and opened.read_text().strip():
+            break
+        time.sleep(0.2)
+    assert opened.read_text().strip() == f"http://localhost:{server.port}/?token={TEST_TOKEN}"
