@@ -176,7 +176,9 @@ class PanelServer:
         ]  # fmt: skip
         if self.args:
             cmd += ["--args", *self.args]
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
+        # The pages look without the access token, as viewers (dashapp.auth; older commits
+        # compared by a benchmark ignore it).
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "DASHAPP_ALLOW_VIEWERS": "1", **self.env}
         if self.python_path is not None:  # the checkout benchmarked, not an installed copy
             env["PYTHONPATH"] = os.pathsep.join(
                 p for p in (str(self.python_path), env.get("PYTHONPATH", "")) if p

@@ -81,6 +81,7 @@ def run(mode: str, iterations: int, period: float, poll: float, tmp: Path) -> li
         "DASHAPP_WATCH": mode,
         "DASHAPP_POLL_INTERVAL": str(poll),
         "DASHAPP_CACHE": str(tmp / "cache"),
+        "DASHAPP_ALLOW_VIEWERS": "1",  # its page looks without the token (dashapp.auth)
     }
     server = PanelServer(root, tmp, env)
     latencies: list[float] = []

@@ -8,6 +8,7 @@ repository and :data:`SLICER_SCRIPT` inside the installed package) only call
 from __future__ import annotations
 
 import argparse
+import html
 import sys
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,76 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--capsule", help="open a capsule: its timeline, views and packed inputs")
     args, _ = parser.parse_known_args(argv)
     return args
+
+
+def _query() -> dict[str, Any]:
+    """The page's deep-link arguments, without the access token."""
+    import panel as pn
+
+    from .auth import TOKEN_ARG
+
+    return {k: v for k, v in (pn.state.session_args or {}).items() if k != TOKEN_ARG}
+
+
+_announced = False
+
+
+def _let_in() -> bool:
+    """May this session see the app? If not, serve the page that asks for the token.
+
+    ``dashapp serve`` has already refused requests without the token (its auth module); this
+    is the same check for ``panel serve apps/slicer.py`` run without one, where the page is
+    the only place left to ask. A token that came in the URL is kept in a cookie for the
+    next pages of this browser, and taken out of the address bar.
+    """
+    import panel as pn
+    from bokeh.models import CustomJS
+
+    from . import auth
+
+    access = auth.session_access()
+    doc = pn.state.curdoc
+    request = getattr(getattr(doc, "session_context", None), "request", None)
+    if access:
+        arguments = getattr(request, "arguments", None) or {}
+        if auth.TOKEN_ARG in arguments and access == auth.OWNER:
+            token = auth.server_token()
+            js = (
+                f"document.cookie = {auth.cookie_name(token)!r} + '=' + {token!r}"
+                " + '; path=/; SameSite=Lax';"
+                "const u = new URL(window.location.href); u.searchParams.delete('token');"
+                "window.history.replaceState(null, '', u.toString());"
+            )
+            doc.js_on_event("document_ready", CustomJS(code=js))
+        return True
+    global _announced
+    if not _announced and request is not None:
+        _announced = True
+        headers = getattr(request, "headers", None) or {}
+        host = headers.get("Host", "localhost:5006")
+        path = getattr(request, "path", "/") or "/"
+        auth.announce(f"http://{host}{path}?token={auth.server_token()}")
+    kept = {k: v for k, v in (pn.state.session_args or {}).items() if k != auth.TOKEN_ARG and v}
+    hidden = "".join(
+        f'<input type="hidden" name="{html.escape(k, quote=True)}" '
+        f'value="{html.escape(v[0].decode("utf-8", "replace"), quote=True)}">'
+        for k, v in kept.items()
+    )
+    wrong = auth.TOKEN_ARG in (pn.state.session_args or {})
+    pn.Column(
+        "# dashapp",
+        pn.pane.HTML(
+            "<p>This server needs its access token. Open the link printed where the server "
+            "was started (it ends in <code>?token=...</code>), or paste the token here. "
+            "<code>dashapp serve</code> serves on this machine only, with the token.</p>"
+            + ('<p style="color:#b00">That is not this server\'s token.</p>' if wrong else "")
+            + f'<form method="get" class="dashapp-login">{hidden}'
+            '<input type="password" name="token" placeholder="access token"> '
+            '<button type="submit">Open</button></form>',
+            sizing_mode="stretch_width",
+        ),
+    ).servable(title="dashapp · access token")
+    return False
 
 
 def serve_slicer_page(argv: list[str] | None = None) -> Any:
@@ -45,6 +116,8 @@ def serve_slicer_page(argv: list[str] | None = None) -> Any:
     CHUNK_CACHE.resize(cache_budget())  # with --num-procs N, each process has 1/N of it
     args = _parse(sys.argv[1:] if argv is None else argv)
     pn.extension("tabulator", notifications=True)  # the cluster pane's tables
+    if not _let_in():  # no token: a page asking for it, and nothing of the server's
+        return None
     if args.capsule:
         from .provenance import CapsuleError, open_capsule
 
@@ -68,9 +141,9 @@ def serve_slicer_page(argv: list[str] | None = None) -> Any:
                 ),
             ).servable()
             return None
-        app = SlicerApp(root, query=pn.state.session_args, record=capsule.record, read_only=True)
+        app = SlicerApp(root, query=_query(), record=capsule.record, read_only=True)
         app.template(title=f"dashapp · capsule {Path(args.capsule).name}").servable()
         return app
-    app = SlicerApp(resolve_root(args.root), query=pn.state.session_args)
+    app = SlicerApp(resolve_root(args.root), query=_query())
     app.template().servable()
     return app

@@ -1,7 +1,8 @@
 """The ``dashapp`` command line.
 
-dashapp serve [--root DIR] [--capsule C] [panel serve options...]
+dashapp serve [--root DIR] [--capsule C] [--allow-viewers] [panel serve options...]
                                                        serve the slicer (a capsule: read-only)
+                                                       on 127.0.0.1, with an access token
 dashapp capsule export [--workspace W] [--pack-inputs] [--root DIR] OUT
                                                        pack the provenance record into a capsule
 dashapp capsule open CAPSULE [--to DIR] [--serve]      extract a capsule, print its timeline
@@ -18,12 +19,98 @@ import sys
 __all__ = ["main"]
 
 
-def _serve(args: argparse.Namespace, rest: list[str]) -> int:
-    from .app import SLICER_SCRIPT
+#: panel serve options that bring their own login (then no token is added).
+_OWN_AUTH = ("--basic-auth", "--oauth-provider", "--auth-module")
+_OWN_AUTH_ENV = ("PANEL_BASIC_AUTH", "PANEL_OAUTH_PROVIDER", "BOKEH_AUTH_MODULE")
 
+
+def _option(rest: list[str], name: str) -> str | None:
+    """The value of a panel serve option in ``rest`` (``--x v`` or ``--x=v``), else None."""
+    for i, item in enumerate(rest):
+        if item == name and i + 1 < len(rest):
+            return rest[i + 1]
+        if item.startswith(name + "="):
+            return item.split("=", 1)[1]
+    return None
+
+
+def _has(rest: list[str], name: str) -> bool:
+    return any(item == name or item.startswith(name + "=") for item in rest)
+
+
+def _serve_url(rest: list[str], token: str | None) -> str:
+    """The URL the owner opens (with the token), as the browser on this machine sees it."""
+    address = _option(rest, "--address") or "localhost"
+    if address in ("127.0.0.1", "::1", "0.0.0.0", "::", ""):
+        address = "localhost" if address not in ("0.0.0.0", "::", "") else _hostname()
+    port = _option(rest, "--port") or "5006"
+    scheme = "https" if _has(rest, "--ssl-certfile") else "http"
+    prefix = (_option(rest, "--prefix") or "").strip("/")
+    path = f"/{prefix}/" if prefix else "/"
+    if _option(rest, "--index") not in (None, "slicer_app"):
+        path += "slicer_app"
+    query = f"?token={token}" if token else ""
+    if _has(rest, "--unix-socket"):  # through the SSH tunnel: ssh -L 5006:<socket> ...
+        return f"http://localhost:5006{path}{query}"
+    return f"{scheme}://{address}:{port}{path}{query}"
+
+
+def _hostname() -> str:
+    import socket
+
+    return socket.getfqdn()
+
+
+def _open_when_ready(url: str, rest: list[str]) -> None:
+    """--show: open the token URL once the server answers (panel's own --show has no token)."""
+    import subprocess
+
+    port = int(_option(rest, "--port") or 5006)
+    code = (
+        "import socket, sys, time, webbrowser\n"
+        "for _ in range(600):\n"
+        "    try:\n"
+        f"        socket.create_connection(('127.0.0.1', {port}), 1).close()\n"
+        "    except OSError:\n"
+        "        time.sleep(0.2)\n"
+        "    else:\n"
+        "        webbrowser.open(sys.argv[1]); break\n"
+    )
+    subprocess.Popen(
+        [sys.executable, "-c", code, url],
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def _serve(args: argparse.Namespace, rest: list[str]) -> int:
+    import secrets
+
+    from .app import SLICER_SCRIPT
+    from .auth import ALLOW_VIEWERS_ENV, AUTH_MODULE, TOKEN_ENV, new_token
+
+    show = "--show" in rest
+    rest = [item for item in rest if item != "--show"]
     cmd = [sys.executable, "-m", "panel", "serve", str(SLICER_SCRIPT), *rest]
-    if "--index" not in rest:  # the slicer at / rather than /slicer_app
+    if not _has(rest, "--index"):  # the slicer at / rather than /slicer_app
         cmd[5:5] = ["--index", "slicer_app"]
+    if not (_has(rest, "--address") or _has(rest, "--unix-socket")):
+        cmd[5:5] = ["--address", "127.0.0.1"]  # this machine only, unless told otherwise
+        rest = ["--address", "127.0.0.1", *rest]
+    env = dict(os.environ)
+    own_auth = any(_has(rest, o) for o in _OWN_AUTH) or any(env.get(v) for v in _OWN_AUTH_ENV)
+    token = None
+    if not own_auth:  # the token, for every page, session and websocket (see dashapp.auth)
+        token = env.get(TOKEN_ENV, "").strip() or new_token()
+        env[TOKEN_ENV] = token  # the environment, not argv: `ps` shows argv to every user
+        cmd[5:5] = ["--auth-module", str(AUTH_MODULE)]
+    if args.allow_viewers:
+        env[ALLOW_VIEWERS_ENV] = "1"
+    if not env.get("BOKEH_SECRET_KEY") and not _has(rest, "--session-ids"):
+        # sessions only for ids this server signed: a made-up session id gets no session
+        env["BOKEH_SECRET_KEY"] = secrets.token_urlsafe(40)
+        env["BOKEH_SIGN_SESSIONS"] = "yes"
     script_args = []
     if args.root:
         script_args += ["--root", args.root]
@@ -31,8 +118,20 @@ def _serve(args: argparse.Namespace, rest: list[str]) -> int:
         script_args += ["--capsule", args.capsule]
     if script_args:
         cmd += ["--args", *script_args]
-    os.execvp(cmd[0], cmd)
-    return 0  # pragma: no cover - execvp does not return
+    url = _serve_url(rest, token)
+    if token:
+        from .auth import announce
+
+        announce(url)
+    else:
+        print(f"dashapp: serving at {url} behind panel's own login", file=sys.stderr)
+    if args.allow_viewers:
+        print("dashapp: anyone who reaches it may look (viewers); the token URL is the owner's")
+    sys.stdout.flush()
+    if show and not _has(rest, "--unix-socket"):
+        _open_when_ready(url, rest)
+    os.execvpe(cmd[0], cmd, env)
+    return 0  # pragma: no cover - execvpe does not return
 
 
 def _capsule(args: argparse.Namespace) -> int:
@@ -161,6 +260,11 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--root", help="folder to browse (default: $DASHAPP_ROOT or the demo)")
     serve.add_argument(
         "--capsule", help="serve a capsule read-only: its timeline, views and packed inputs"
+    )
+    serve.add_argument(
+        "--allow-viewers",
+        action="store_true",
+        help="let in people without the token, as viewers (they cannot set cluster shell fields)",
     )
     _add_provenance_commands(sub)
     args, rest = parser.parse_known_args(argv)

@@ -16,6 +16,11 @@ server's own authentication:
 - ``--allow-websocket-origin=*``: the browser's origin is the Jupyter server's public host, which
   the Panel process cannot know (JupyterHub, Binder, an SSH tunnel). The Jupyter server checks the
   origin of every websocket before it is proxied.
+- The access token (:mod:`dashapp.auth`): the Jupyter server makes one when it loads this
+  configuration and gives it to the Panel process in its environment; the proxy adds
+  ``Authorization: token ...`` to every request and websocket it forwards. So the Panel
+  process refuses anything that does not come through the proxy (a local user on the TCP
+  fallback), the browser never needs the token, and the tile's user is the server's owner.
 
 The folder the tile browses is ``$DASHAPP_ROOT`` if set, else the Jupyter server's root folder
 (what JupyterLab's file browser shows), else the built-in demo workspace.
@@ -35,6 +40,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .app import SLICER_SCRIPT
+from .auth import AUTH_MODULE, TOKEN_ENV, new_token
 
 __all__ = [
     "ICON",
@@ -134,6 +140,7 @@ def slicer_command(
         "--prefix", prefix,
         "--index", SLICER_SCRIPT.stem,
         "--allow-websocket-origin", "*",
+        "--auth-module", str(AUTH_MODULE),  # the proxy brings the token (setup_slicer)
     ]  # fmt: skip
     root = root or slicer_root()
     if root:
@@ -151,16 +158,25 @@ def setup_slicer() -> dict[str, Any]:
     Returns
     -------
     dict
-        ``command``, ``timeout``, ``absolute_url``, ``unix_socket``, ``environment``,
+        ``command``, ``timeout``, ``absolute_url``, ``unix_socket``, ``environment`` (with a
+        new access token), ``request_headers_override`` (the proxy presents the token),
         ``new_browser_tab`` and ``launcher_entry`` for a ``ServerProcess``.
     """
     command: Callable[..., list[str]] = _command
+    token = new_token()  # once per Jupyter server; URL-safe, so no braces for the proxy
     return {
         "command": command,
         "timeout": START_TIMEOUT,
         "absolute_url": True,
         "unix_socket": _use_unix_socket(),
-        "environment": {BASE_URL_ENV: "{base_url}", "PYTHONUNBUFFERED": "1"},
+        "environment": {
+            BASE_URL_ENV: "{base_url}",
+            "PYTHONUNBUFFERED": "1",
+            TOKEN_ENV: token,
+            "BOKEH_SECRET_KEY": new_token() + new_token(),  # session ids signed (see auth)
+            "BOKEH_SIGN_SESSIONS": "yes",
+        },
+        "request_headers_override": {"Authorization": f"token {token}"},
         "new_browser_tab": False,
         "launcher_entry": {
             "enabled": True,

@@ -73,9 +73,29 @@ def browser_type_launch_args(browser_type_launch_args):
     return {**browser_type_launch_args, "executable_path": CHROMIUM, "args": CHROMIUM_ARGS}
 
 
+#: The access token of the test servers (``DASHAPP_TOKEN``); the test browser holds its cookie.
+TEST_TOKEN = "test-token-of-the-dashapp-test-servers"
+
+
+def token_cookies(token: str = TEST_TOKEN) -> list[dict]:
+    """The cookie a browser keeps after opening a server's token URL (any port of the host)."""
+    from dashapp.auth import cookie_name
+
+    return [
+        {"name": cookie_name(token), "value": token, "domain": host, "path": "/",
+         "httpOnly": True, "secure": False, "sameSite": "Lax", "expires": -1}
+        for host in ("127.0.0.1", "localhost")
+    ]  # fmt: skip
+
+
 @pytest.fixture(scope="session")
 def browser_context_args(browser_context_args):
-    return {**browser_context_args, "viewport": {"width": 1400, "height": 900}}
+    return {
+        **browser_context_args,
+        "viewport": {"width": 1400, "height": 900},
+        # as after opening the printed URL with the token (see dashapp.auth)
+        "storage_state": {"cookies": token_cookies(), "origins": []},
+    }
 
 
 def free_port() -> int:
@@ -85,7 +105,12 @@ def free_port() -> int:
 
 
 class PanelServer:
-    """``panel serve apps/slicer.py`` in a subprocess, on a free port."""
+    """``panel serve apps/slicer.py`` in a subprocess, on a free port.
+
+    Its access token is :data:`TEST_TOKEN` (the test browser has its cookie); clients without
+    a browser add ``token=`` to the URL's query (:attr:`token`). ``dashapp_serve=True`` starts
+    ``dashapp serve`` instead (the app at ``/``, the token required by the auth module).
+    """
 
     def __init__(
         self,
@@ -93,23 +118,33 @@ class PanelServer:
         tmp: Path,
         env: dict[str, str] | None = None,
         options: list[str] | None = None,
+        token: str = TEST_TOKEN,
+        dashapp_serve: bool = False,
     ) -> None:
         self.port = free_port()
+        self.token = token
         self.log = tmp / f"panel-{self.port}.log"
-        cmd = [
-            sys.executable, "-m", "panel", "serve", str(REPO / "apps" / "slicer.py"),
-            "--port", str(self.port), "--address", "127.0.0.1", "--liveness",
+        if dashapp_serve:
+            cmd = [sys.executable, "-m", "dashapp", "serve", "--port", str(self.port)]
+        else:
+            cmd = [
+                sys.executable, "-m", "panel", "serve", str(REPO / "apps" / "slicer.py"),
+                "--port", str(self.port), "--address", "127.0.0.1",
+            ]  # fmt: skip
+        cmd += [
+            "--liveness",
             "--allow-websocket-origin", f"127.0.0.1:{self.port}",
             "--allow-websocket-origin", f"localhost:{self.port}",
             *(options or []),  # more panel serve options, e.g. --num-procs 2
         ]  # fmt: skip
         if root is not None:
-            cmd += ["--args", "--root", str(root)]
+            cmd += ["--root", str(root)] if dashapp_serve else ["--args", "--root", str(root)]
         full_env = {
             **os.environ,
             "XDG_CONFIG_HOME": str(tmp / "xdg-config"),
             "XDG_CACHE_HOME": str(tmp / "xdg-cache"),
             "PYTHONUNBUFFERED": "1",
+            "DASHAPP_TOKEN": token,
             **(env or {}),
         }
         self._log = open(self.log, "w")  # noqa: SIM115 - closed in stop()
@@ -121,7 +156,7 @@ class PanelServer:
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: --num-procs children stop with it
         )
-        self.url = f"http://127.0.0.1:{self.port}/slicer"
+        self.url = f"http://127.0.0.1:{self.port}/" + ("" if dashapp_serve else "slicer")
         self._wait()
 
     def _wait(self, timeout: float = 60) -> None:
@@ -163,9 +198,12 @@ def serve(tmp_path):
     servers: list[PanelServer] = []
 
     def start(
-        root: Path | None, env: dict[str, str] | None = None, options: list[str] | None = None
+        root: Path | None,
+        env: dict[str, str] | None = None,
+        options: list[str] | None = None,
+        **kwargs,
     ) -> PanelServer:
-        server = PanelServer(root, tmp_path, env, options)
+        server = PanelServer(root, tmp_path, env, options, **kwargs)
         servers.append(server)
         return server
 

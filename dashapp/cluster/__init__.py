@@ -14,7 +14,14 @@ Importing this package loads Dask and distributed, never panel, bokeh or holovie
 from __future__ import annotations
 
 from .config import cluster_kinds, defaults, lifetime_args, parse_walltime
-from .manager import MANAGER, STATUSES, ClusterError, ClusterManager
+from .manager import (
+    MANAGER,
+    STATUSES,
+    VIEWER_OPTIONS,
+    ClusterError,
+    ClusterManager,
+    viewer_refusal,
+)
 
 
 def __getattr__(name: str) -> object:
@@ -29,6 +36,7 @@ def __getattr__(name: str) -> object:
 __all__ = [
     "MANAGER",
     "STATUSES",
+    "VIEWER_OPTIONS",
     "ClusterError",
     "ClusterManager",
     "SLURMBulkCluster",
@@ -36,4 +44,5 @@ __all__ = [
     "defaults",
     "lifetime_args",
     "parse_walltime",
+    "viewer_refusal",
 ]

@@ -26,6 +26,7 @@ import inspect
 import logging
 import math
 import os
+import re
 import threading
 import time
 import weakref
@@ -53,7 +54,14 @@ from .config import (
 )
 from .siblings import OwnerGone, Siblings, server_group
 
-__all__ = ["MANAGER", "STATUSES", "ClusterError", "ClusterManager"]
+__all__ = [
+    "MANAGER",
+    "STATUSES",
+    "VIEWER_OPTIONS",
+    "ClusterError",
+    "ClusterManager",
+    "viewer_refusal",
+]
 
 log = logging.getLogger(__name__)
 
@@ -173,7 +181,7 @@ class ClusterManager:
 
     # ----------------------------------------------------------------------------- public
 
-    def job_script(self, spec: dict[str, Any]) -> str:
+    def job_script(self, spec: dict[str, Any], privileged: bool = True) -> str:
         """The batch script that would be submitted for ``spec`` (nothing is submitted).
 
         Parameters
@@ -181,6 +189,8 @@ class ClusterManager:
         spec : dict
             A cluster request; its kind must be a dask-jobqueue class (for ``slurm-bulk``,
             the script starts all workers of the job with ``srun``).
+        privileged : bool
+            False for a caller who is not the server's owner (a viewer's session).
 
         Returns
         -------
@@ -190,14 +200,17 @@ class ClusterManager:
         Raises
         ------
         ClusterError
-            The kind has no batch script, or the options are not accepted.
+            The kind has no batch script, or the options are not accepted (for a caller who
+            is not the server's owner: any option that reaches a shell, :func:`viewer_refusal`).
         """
+        if not privileged:
+            _refuse_for_viewer(spec)
         s = self._parse(spec)
         if s.cls is None or not is_jobqueue(s.cls):
             raise ClusterError(f"a {s.kind} cluster has no batch script")
         return self._dummy_job(s).job_script()
 
-    async def validate(self, spec: dict[str, Any]) -> list[str]:
+    async def validate(self, spec: dict[str, Any], privileged: bool = True) -> list[str]:
         """Problems with ``spec`` found before anything is submitted, in words.
 
         Checks the kind, the numbers, the options (by building the job script), the walltime
@@ -207,6 +220,8 @@ class ClusterManager:
         ----------
         spec : dict
             A cluster request.
+        privileged : bool
+            False for a caller who is not the server's owner (a viewer's session).
 
         Returns
         -------
@@ -215,9 +230,14 @@ class ClusterManager:
             be satisfied; sbatch: error: Batch job submission failed: Requested node
             configuration is not available"]``.
         """
+        refusal = None if privileged else viewer_refusal(spec)
+        if refusal:
+            return [refusal]
         return await self._on_loop(self._validate(spec))
 
-    async def start(self, spec: dict[str, Any], replace: bool = False) -> dict[str, Any]:
+    async def start(
+        self, spec: dict[str, Any], replace: bool = False, privileged: bool = True
+    ) -> dict[str, Any]:
         """Create the cluster of ``spec``, scale or adapt it as asked, and return :meth:`info`.
 
         Parameters
@@ -226,21 +246,31 @@ class ClusterManager:
             A cluster request (see the class docstring).
         replace : bool
             Stop the running cluster first; without it, starting while one runs is an error.
+        privileged : bool
+            False for a caller who is not the server's owner (a viewer's session): then
+            nothing that reaches a shell may be set (:func:`viewer_refusal`), and ``connect``
+            is refused.
 
         Raises
         ------
         ClusterError
-            ``spec`` has problems (:meth:`validate`), a cluster already runs, or the cluster
-            did not start (the message is also in ``info()["errors"]``).
+            ``spec`` has problems (:meth:`validate`), a viewer asked for a shell option, a
+            cluster already runs, or the cluster did not start (the message is also in
+            ``info()["errors"]``).
         """
+        if not privileged:
+            _refuse_for_viewer(spec)
         return await self._on_loop(self._start(spec, replace))
 
-    async def connect(self, address: str, replace: bool = False) -> dict[str, Any]:
+    async def connect(
+        self, address: str, replace: bool = False, privileged: bool = True
+    ) -> dict[str, Any]:
         """Attach to a running Dask scheduler by its address (kind ``connect``).
 
         Its workers are shown; it cannot be scaled from here, and :meth:`stop` only detaches.
         """
-        return await self.start({"kind": CONNECT, "options": {"address": address}}, replace)
+        spec = {"kind": CONNECT, "options": {"address": address}}
+        return await self.start(spec, replace, privileged=privileged)
 
     async def scale(self, n: int) -> dict[str, Any]:
         """Ask for ``n`` workers (adaptive scaling stops); jobs are submitted or cancelled.
@@ -1162,6 +1192,62 @@ class ClusterManager:
         with self._state_lock:
             self._view = json_safe(view)
         self._share()
+
+
+#: Options a caller who is not the server's owner may set: numbers and plain words that only
+#: size or place the jobs. Everything else (directives, prologue, interface, folders, python,
+#: worker arguments, ...) is written into a job script or a command line that a shell runs.
+VIEWER_OPTIONS = frozenset(
+    {"cores", "memory", "processes", "queue", "account", "walltime", "workers_per_job",
+     "n_workers", "threads_per_worker", "memory_limit"}
+)  # fmt: skip
+#: What such an option's text may hold: no space, quote, newline or shell character.
+_PLAIN = re.compile(r"[A-Za-z0-9_.:+-]{0,64}")
+
+
+def viewer_refusal(spec: Any) -> str | None:
+    """Why a caller who is not the server's owner may not make this request, or None.
+
+    Viewers (sessions without the server's access token) may start a cluster with the site's
+    settings (Dask configuration) and size it, but not set anything a shell runs, nor
+    connect the server to another scheduler (its client unpickles what that sends).
+
+    Parameters
+    ----------
+    spec : dict
+        A cluster request (see :class:`ClusterManager`).
+
+    Returns
+    -------
+    str or None
+        The sentence to show, naming the refused options.
+    """
+    if not isinstance(spec, dict):
+        return None  # _parse says what is wrong with it
+    owner_only = "only the person who started this server (with its access token) can"
+    if spec.get("kind") == CONNECT:
+        return f"{owner_only} connect it to another Dask scheduler"
+    options = spec.get("options") or {}
+    if not isinstance(options, dict):
+        return None
+    refused = []
+    for key, value in options.items():
+        name = str(key).replace("-", "_")
+        if value in (None, "", [], ()):  # nothing set: the site's settings apply
+            continue
+        plain = isinstance(value, (int, float)) and not isinstance(value, bool)
+        plain = plain or (isinstance(value, str) and _PLAIN.fullmatch(value) is not None)
+        if name not in VIEWER_OPTIONS or not plain:
+            refused.append(name)
+    if refused:
+        return f"{owner_only} set {', '.join(sorted(refused))}"
+    return None
+
+
+def _refuse_for_viewer(spec: Any) -> None:
+    refusal = viewer_refusal(spec)
+    if refusal:
+        raise ClusterError(f"{refusal[0].upper()}{refusal[1:]}; nothing was submitted")
 
 
 def _op_timeout(op: str) -> float:

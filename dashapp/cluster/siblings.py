@@ -48,7 +48,29 @@ def server_group() -> Path | None:
         return None
     if task_id() is None:  # not a forked child of a multi-process server
         return None
-    return Path(tempfile.gettempdir()) / f"dashapp-{os.getuid()}" / f"server-{os.getppid()}"
+    mine = _private_folder(Path(tempfile.gettempdir()) / f"dashapp-{os.getuid()}")
+    return None if mine is None else mine / f"server-{os.getppid()}"
+
+
+def _private_folder(path: Path) -> Path | None:
+    """``path`` as a folder only this user can enter, or None (with a warning) if it is not.
+
+    Its name is predictable: another user could make it first, world-writable, and drop
+    requests (a cluster with their job script) into it. Then the processes do not share.
+    """
+    with contextlib.suppress(FileExistsError):
+        path.mkdir(mode=0o700)
+    try:
+        info = path.lstat()
+        if info.st_uid == os.getuid() and os.path.isdir(path) and not os.path.islink(path):
+            if info.st_mode & 0o077:
+                path.chmod(0o700)
+            return path
+    except OSError:
+        pass
+    log.warning("%s is not a private folder of this user: server processes do not share a "
+                "cluster", path)  # fmt: skip
+    return None
 
 
 class OwnerGone(RuntimeError):

@@ -63,6 +63,17 @@ class ClusterForm(param.Parameterized):
     minimum = param.Integer(default=0, bounds=(0, None), doc="Adaptive: fewest workers.")
     maximum = param.Integer(default=10, bounds=(1, None), doc="Adaptive: most workers.")
 
+    owner = param.Boolean(
+        default=True,
+        constant=True,
+        doc="True for the server's owner; others cannot set what reaches a shell (SHELL_FIELDS).",
+    )
+
+    #: Fields whose text ends up in a job script or a command line that a shell runs: only the
+    #: server's owner sets them (others start with the site's settings from Dask config).
+    SHELL_FIELDS = (
+        "job_directives", "prologue", "interface", "local_directory", "log_directory", "address",
+    )  # fmt: skip
     _LOCAL = ("threads_per_worker", "memory_limit")
     _BATCH = (
         "cores", "memory", "processes", "queue", "account", "walltime", "job_directives",
@@ -72,6 +83,10 @@ class ClusterForm(param.Parameterized):
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
         kinds = _kinds()
+        if not self.owner:  # connecting to another scheduler is the owner's (see the manager)
+            from ..cluster.config import CONNECT
+
+            kinds = [k for k in kinds if k != CONNECT]
         self.param.kind.objects = kinds
         self._load_defaults()
 
@@ -138,6 +153,9 @@ class ClusterForm(param.Parameterized):
             value = getattr(self, key).strip()
             if value:
                 opts[key] = value
+        if not self.owner:  # the site's settings (Dask config) apply; the manager checks too
+            for key in ("job_extra_directives", "job_script_prologue", *self.SHELL_FIELDS):
+                opts.pop(key, None)
         if self.kind.endswith("-bulk"):
             opts["workers_per_job"] = self.workers_per_job
         return opts

@@ -73,13 +73,28 @@ class ClusterPane(pn.viewable.Viewer):
         record: Any = None,
         **params: Any,
     ) -> None:
-        super().__init__(form=form or ClusterForm(), **params)
+        from ..auth import OWNER, session_access
+
+        # Decided here, on the server, from the request that made this session (its token),
+        # never from anything the browser sends later; the manager refuses viewers too.
+        self._owner = session_access() == OWNER
+        if form is not None and form.owner and not self._owner:
+            raise ValueError("a viewer's cluster pane needs a ClusterForm(owner=False)")
+        super().__init__(form=form or ClusterForm(owner=self._owner), **params)
         from ..cluster import MANAGER
 
         self.manager = manager or MANAGER
         self.record = record
         self._recorded_errors: set[str] = set()
-        self._widgets = {name: self._widget(name) for name in self.form.param if name != "name"}
+        self._widgets = {
+            name: self._widget(name) for name in self.form.param if name not in ("name", "owner")
+        }
+        self._viewer_note = pn.pane.Markdown(
+            "Job directives, prologue, interface and folders are the site's settings: only "
+            "the person who started this server (with its access token) can change them.",
+            visible=not self._owner,
+            css_classes=["dashapp-cluster-viewer"],
+        )
         self._preview = pn.widgets.Button(label="Preview job script", sizing_mode="stretch_width")
         self._start = pn.widgets.Button(
             label="Start",
@@ -145,6 +160,7 @@ class ClusterPane(pn.viewable.Viewer):
         self._layout = pn.Row(
             pn.Column(
                 "### Start a cluster",
+                self._viewer_note,
                 *self._widgets.values(),
                 pn.Row(self._preview, self._start),
                 pn.Row(self._scale, self._stop),
@@ -168,6 +184,10 @@ class ClusterPane(pn.viewable.Viewer):
     def _widget(self, name: str) -> pn.widgets.Widget:
         p = self.form.param[name]
         label = (p.doc or name).split(".")[0]
+        if name in ClusterForm.SHELL_FIELDS and not self._owner:  # shown, not editable
+            return pn.widgets.TextAreaInput.from_param(
+                p, label=label, height=70, sizing_mode="stretch_width", disabled=True
+            )
         if name in ("job_directives", "prologue"):
             return pn.widgets.TextAreaInput.from_param(
                 p, label=label, height=70, sizing_mode="stretch_width"
@@ -211,7 +231,7 @@ class ClusterPane(pn.viewable.Viewer):
     # ------------------------------------------------------------------ actions
     def _on_preview(self, event: Any = None) -> None:
         try:
-            script = self.manager.job_script(self.form.spec())
+            script = self.manager.job_script(self.form.spec(), privileged=self._owner)
         except Exception as exc:
             self._say(f"The job script cannot be made: {exc}")
             return
@@ -224,15 +244,15 @@ class ClusterPane(pn.viewable.Viewer):
         self._say("")
         self._start.loading = True
         try:
-            problems = await self.manager.validate(spec)
+            problems = await self.manager.validate(spec, privileged=self._owner)
             if problems:
                 self._say("Nothing was submitted: " + " ".join(problems))
                 return
-            info = await self.manager.start(spec, replace=True)
+            info = await self.manager.start(spec, replace=True, privileged=self._owner)
             script = None
             if self.form.is_batch:
                 with contextlib.suppress(Exception):
-                    script = self.manager.job_script(spec)
+                    script = self.manager.job_script(spec, privileged=self._owner)
             self._record(
                 "start", spec=spec, job_script=script, scheduler=info.get("scheduler_address")
             )

@@ -8,6 +8,7 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
+from ..conftest import token_cookies
 from .test_slicer_browser import TIMEOUT, status, wait_for_picture, wait_query
 
 pytestmark = pytest.mark.browser
@@ -57,7 +58,7 @@ def test_every_process_of_a_multi_process_server_shows_one_cluster(serve, browse
     Which process serves a page is the kernel's choice; with six pages, all of them served by
     the starting page's process (when this test could not tell) happens 1 time in 32."""
     server = serve(None, options=["--num-procs", "2"])
-    context = browser.new_context()
+    context = browser.new_context(storage_state={"cookies": token_cookies(), "origins": []})
     pages = []
     try:
         first = context.new_page()

@@ -16,6 +16,7 @@ from jupyter_server_proxy.config import ServerProcess
 
 from dashapp import jupyter
 from dashapp.app import SLICER_SCRIPT
+from dashapp.auth import AUTH_MODULE
 from dashapp.jupyter import proxied_url, setup_slicer, slicer_command
 
 
@@ -43,7 +44,18 @@ def test_jupyter_server_proxy_accepts_the_config():
     assert sp.timeout >= 60  # a cold start imports the UI stack and may write the demo
     assert sp.new_browser_tab is False  # a JupyterLab tab, not a browser tab
     assert sp.unix_socket is True
-    assert sp.environment == {"DASHAPP_JUPYTER_BASE_URL": "{base_url}", "PYTHONUNBUFFERED": "1"}
+    env = dict(sp.environment)
+    token = env.pop("DASHAPP_TOKEN")
+    assert len(token) >= 32
+    assert len(env.pop("BOKEH_SECRET_KEY")) >= 32
+    assert env == {
+        "DASHAPP_JUPYTER_BASE_URL": "{base_url}",
+        "PYTHONUNBUFFERED": "1",
+        "BOKEH_SIGN_SESSIONS": "yes",
+    }
+    # the proxy presents the token on every request; the browser never sees a token page
+    assert sp.request_headers_override == {"Authorization": f"token {token}"}
+    assert setup_slicer()["environment"]["DASHAPP_TOKEN"] != token  # a new one per server
 
 
 @pytest.mark.parametrize(
@@ -61,6 +73,7 @@ def test_command_on_a_unix_socket_under_the_prefix(base_url, prefix, monkeypatch
     assert option(cmd, "--prefix") == prefix
     assert option(cmd, "--index") == "slicer_app"  # the app itself at <prefix>/
     assert option(cmd, "--allow-websocket-origin") == "*"
+    assert option(cmd, "--auth-module") == str(AUTH_MODULE)  # the token, for every request
     assert cmd[-3:] == ["--args", "--root", str(tmp_path)]
 
 

@@ -276,6 +276,44 @@ def test_cold_start_through_the_proxy(lab):
     assert not (lab.cache / "demo-v2").exists()  # the demo was not written: not needed
 
 
+def test_the_tiles_panel_wants_the_token_the_proxy_brings(lab):
+    """Around the proxy (another user on the TCP fallback, or anything reaching the socket),
+    Panel refuses pages and websockets without the token; through it, the proxy adds it."""
+    import http.client
+    import socket as sockets
+
+    assert lab.get("dashapp/", timeout=COLD / 1000)[0] == 200  # through the proxy
+    proc = lab.slicer_process()
+    cmd = proc.cmdline()
+    path = cmd[cmd.index("--unix-socket") + 1]
+    token = proc.environ()["DASHAPP_TOKEN"]
+    assert token not in " ".join(cmd)  # the process list is public; the environment is not
+
+    class UnixConnection(http.client.HTTPConnection):
+        def connect(self) -> None:
+            self.sock = sockets.socket(sockets.AF_UNIX, sockets.SOCK_STREAM)
+            self.sock.connect(path)
+
+    def direct(headers: dict[str, str]) -> tuple[int, str]:
+        conn = UnixConnection("localhost", timeout=60)
+        conn.request("GET", f"{BASE_URL}dashapp/", headers=headers)
+        r = conn.getresponse()
+        out = r.status, r.getheader("Location") or ""
+        conn.close()
+        return out
+
+    code, location = direct({})
+    assert code == 302
+    assert "login" in location
+    ws = {"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
+          "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}  # fmt: skip
+    conn = UnixConnection("localhost", timeout=60)
+    conn.request("GET", f"{BASE_URL}dashapp/ws", headers=ws)  # no Origin, no token
+    assert conn.getresponse().status == 403
+    conn.close()
+    assert direct({"Authorization": f"token {token}"})[0] == 200
+
+
 def test_deep_link_and_keyboard_through_the_proxy(lab, page: Page):
     lab.login(page)
     with screenshot_on_failure(page, "deep-link"):

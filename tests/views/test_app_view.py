@@ -101,15 +101,19 @@ def test_a_page_is_freed_when_its_session_ends(root):
     EditableIntSlider and through it the whole page: ~8 MB per visit, 2.4 GB peak in a
     benchmark that opened 68 pages.)"""
     import json
+    import os
     import subprocess
     import sys
     from pathlib import Path
 
-    query = {"file": "runs/inv.h5", "dataset": "/model", "axis": "0", "index": "3"}
+    token = "the-access-token-of-this-test-server"  # the page asks for it (dashapp.auth)
+    query = {"file": "runs/inv.h5", "dataset": "/model", "axis": "0", "index": "3",
+             "token": token}  # fmt: skip
     script = Path(__file__).with_name("sessions_served.py")
     out = subprocess.run(
         [sys.executable, str(script), str(root), json.dumps(query), "4"],
         capture_output=True, text=True, timeout=300,
+        env={**os.environ, "DASHAPP_TOKEN": token},
     )  # fmt: skip
     assert out.returncode == 0, out.stderr[-3000:]
     report = json.loads(out.stdout.strip().splitlines()[-1])

@@ -50,7 +50,10 @@ def test_every_step_of_eight_sessions_dragging_at_once_gets_its_picture(tmp_path
     loop = ClientLoop()
     sessions = [
         ProtocolSession(
-            loop, f"{server.url}?file=v{i}.h5&dataset=volume&axis=0&index=20", (500, 500), f"s{i}"
+            loop,
+            f"{server.url}?file=v{i}.h5&dataset=volume&axis=0&index=20&token={server.token}",
+            (500, 500),
+            f"s{i}",
         ).open(timeout=60)
         for i in range(SESSIONS)
     ]
@@ -84,7 +87,11 @@ def test_a_drag_sets_the_address_once_the_hand_rests(tmp_path, serve):
     server = serve(tmp_path)
     loop = ClientLoop()
     session = ProtocolSession(
-        loop, f"{server.url}?file=v.h5&dataset=volume&axis=0&index=10", (500, 500), "s", True
+        loop,
+        f"{server.url}?file=v.h5&dataset=volume&axis=0&index=10&token={server.token}",
+        (500, 500),
+        "s",
+        True,
     ).open(timeout=60)
     try:
         session.step(1)
