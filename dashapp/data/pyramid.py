@@ -235,6 +235,17 @@ class Pyramid:
         slice plane only. The two remaining dims come in increasing order (transpose for a
         swapped display). For a 2-D dataset ``axis`` and ``index`` are ignored.
         """
+        try:
+            return self._read(level, axis, index, rows, cols)
+        except FileNotFoundError:
+            raise DashappError(
+                "the overview levels of this dataset were removed from the cache (to make room "
+                "in its disk budget); the next picture is read from the file"
+            ) from None
+
+    def _read(
+        self, level: int, axis: int | None, index: int, rows: tuple[int, int], cols: tuple[int, int]
+    ) -> np.ndarray:
         path = self._file(level, axis or 0)
         offset, shape = self._header(path)
         plane = shape[-2:]

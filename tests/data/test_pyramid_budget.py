@@ -117,6 +117,16 @@ def test_the_least_recently_used_pyramid_is_the_one_evicted(tmp_path, monkeypatc
     assert open_pyramid(c.file, c.path) is not None
 
 
+def test_reading_a_pyramid_evicted_meanwhile_says_so(tmp_path, monkeypatch):
+    a, b = _volume(tmp_path, "a"), _volume(tmp_path, "bb")
+    _budget(monkeypatch, 1.5 * pyramid_nbytes(a.shape))
+    held = build_pyramid(a)  # opened by a view that then sat idle for an hour
+    _used_ago(a, HOUR)
+    build_pyramid(b)
+    with pytest.raises(DashappError, match="removed from the cache"):
+        held.read(1, 0, 3, (0, 10), (0, 10))
+
+
 def test_opening_a_pyramid_records_its_use(tmp_path):
     a = _volume(tmp_path, "a")
     build_pyramid(a)
