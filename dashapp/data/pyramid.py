@@ -622,6 +622,8 @@ def _virtual_fill(ds: Any, total: int) -> str | None:
     missing: set[str] = set()
     for src in ds.virtual_sources():
         name = src.file_name
+        if "%b" in name:  # a printf-like pattern of many files (unlimited mappings): can't tell
+            return None
         files.add(name)
         if name != ".":
             p = Path(name)
