@@ -87,6 +87,23 @@ def test_the_size_of_a_build_is_known_from_the_declared_shape(tmp_path):
     assert 1.3e12 < pyramid_nbytes((10**6, 10**6)) < 1.4e12
 
 
+def test_the_default_budget_is_a_quarter_of_the_free_space_capped_and_decided_once(
+    tmp_path, monkeypatch
+):
+    st = os.statvfs(tmp_path)
+    quarter = st.f_bavail * st.f_frsize / 4
+    budget = pyr.disk_budget()
+    assert budget == pytest.approx(min(pyr.BUDGET_CAP, quarter), rel=0.05)
+    monkeypatch.setenv("DASHAPP_PYRAMID_BUDGET_GB", "1")
+    assert pyr.disk_budget() == budget  # decided once per process
+    monkeypatch.setattr(pyr, "_BUDGET", None)  # (a new process)
+    assert pyr.disk_budget() == 2**30
+    monkeypatch.setattr(pyr, "_BUDGET", None)
+    monkeypatch.setenv("DASHAPP_PYRAMID_BUDGET_GB", "lots")  # not a number: the default
+    monkeypatch.setattr(pyr, "BUDGET_CAP", 2**20)
+    assert pyr.disk_budget() == 2**20  # (the cap, on a disk with more than 4 MB free)
+
+
 def test_a_second_pyramid_evicts_the_older_one_when_both_do_not_fit(tmp_path, monkeypatch):
     a, b = _volume(tmp_path, "a"), _volume(tmp_path, "bb")
     size = pyramid_nbytes(a.shape)
