@@ -584,8 +584,10 @@ def mostly_fill(info: DatasetInfo) -> str | None:
     """
     import h5py
 
-    with open_file(info.file) as f, h5_errors(info.file, info.path):
-        ds = f[info.path]
+    from .resolve import open_dataset
+
+    # walked hop by hop (resolve.py), as the build's reads are
+    with open_dataset(info.file, info.path) as ds:
         dcpl = ds.id.get_create_plist()
         layout = dcpl.get_layout()
         total = math.prod(int(n) for n in ds.shape)
@@ -616,7 +618,9 @@ def mostly_fill(info: DatasetInfo) -> str | None:
 
 
 def _virtual_fill(ds: Any, total: int) -> str | None:
-    base = Path(ds.file.filename).parent
+    from .resolve import _source_file  # (where HDF5 itself looks: HDF5_VDS_PREFIX, folder, cwd)
+
+    vds_file = Path(os.path.realpath(ds.file.filename))
     present = 0
     files: set[str] = set()
     missing: set[str] = set()
@@ -625,11 +629,9 @@ def _virtual_fill(ds: Any, total: int) -> str | None:
         if "%b" in name:  # a printf-like pattern of many files (unlimited mappings): can't tell
             return None
         files.add(name)
-        if name != ".":
-            p = Path(name)
-            if not (p if p.is_absolute() else base / p).is_file():
-                missing.add(name)
-                continue
+        if name != "." and _source_file(ds.name, vds_file, name, None) is None:
+            missing.add(name)
+            continue
         try:
             present += src.vspace.get_select_npoints()
         except Exception:  # (an unlimited selection: count it as present)
