@@ -870,7 +870,8 @@ class Slicer(pn.viewable.Viewer):
                 self.refresh()
 
     def _show_build(self, status) -> None:
-        active = status is not None and status.state in ("queued", "building", "failed")
+        # (declined: no levels on purpose, mostly fill or no disk room; the sentence says why)
+        active = status is not None and status.state in ("queued", "building", "failed", "declined")
         self._build_bar.visible = status is not None and status.state in ("queued", "building")
         self._build_text.visible = active
         if status is None:

@@ -228,6 +228,22 @@ def test_large_datasets_get_overview_levels_with_progress(vol, monkeypatch):
     assert "overview level 1 (1:2)" in slicer._status.object
 
 
+def test_a_dataset_that_is_mostly_fill_says_why_it_gets_no_overview_levels(tmp_path, monkeypatch):
+    from dashapp.data import PYRAMIDS
+
+    monkeypatch.setattr(PYRAMIDS, "min_bytes", 0)
+    path = tmp_path / "sparse.h5"
+    with h5py.File(path, "w") as f:
+        d = f.create_dataset("v", shape=(512, 512), dtype="f4", chunks=(64, 64))
+        d[:64, :64] = 1.0  # one chunk of 64 written
+    slicer = Slicer(path, dataset="/v")
+    assert PYRAMIDS.wait(slicer.state.info).state == "declined"
+    slicer.poll_build()
+    assert slicer._build_text.visible
+    assert not slicer._build_bar.visible
+    assert "chunks written: 1 of 64" in slicer._build_text.object
+
+
 @pytest.mark.parametrize(
     ("x", "y", "vx", "vy", "frame", "px"),
     [
