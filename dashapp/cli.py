@@ -61,8 +61,10 @@ def _hostname() -> str:
     return socket.getfqdn()
 
 
-def _open_when_ready(url: str, rest: list[str]) -> None:
-    """--show: open the token URL once the server answers (panel's own --show has no token)."""
+def _announce_when_ready(url: str, rest: list[str], show: bool) -> None:
+    """Print the URL again once the server answers, below panel's own start-up lines (which
+    name the address without the token), and with --show open it (panel's --show has no token).
+    """
     import subprocess
 
     port = int(_option(rest, "--port") or 5006)
@@ -74,13 +76,15 @@ def _open_when_ready(url: str, rest: list[str]) -> None:
         "    except OSError:\n"
         "        time.sleep(0.2)\n"
         "    else:\n"
-        "        webbrowser.open(sys.argv[1]); break\n"
+        "        print(f'dashapp: ready, open {sys.argv[1]}', file=sys.stderr, flush=True)\n"
+        "        if sys.argv[2] == '1':\n"
+        "            webbrowser.open(sys.argv[1])\n"
+        "        break\n"
     )
     subprocess.Popen(
-        [sys.executable, "-c", code, url],
+        [sys.executable, "-c", code, url, "1" if show else "0"],
         start_new_session=True,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
     )
 
 
@@ -128,8 +132,8 @@ def _serve(args: argparse.Namespace, rest: list[str]) -> int:
     if args.allow_viewers:
         print("dashapp: anyone who reaches it may look (viewers); the token URL is the owner's")
     sys.stdout.flush()
-    if show and not _has(rest, "--unix-socket"):
-        _open_when_ready(url, rest)
+    if not _has(rest, "--unix-socket"):
+        _announce_when_ready(url, rest, show)
     os.execvpe(cmd[0], cmd, env)
     return 0  # pragma: no cover - execvpe does not return
 

@@ -282,3 +282,19 @@ def test_show_opens_the_url_with_the_token(serve, data_root, tmp_path):
             break
         time.sleep(0.2)
     assert opened.read_text().strip() == f"http://localhost:{server.port}/?token={TEST_TOKEN}"
+
+
+def test_the_token_url_is_printed_again_below_panels_start_up_lines(serve, data_root):
+    """Bokeh names its address without the token after dashapp's first line; the URL to open
+    comes again, last, once the server answers."""
+    import time
+
+    server = serve(data_root, dashapp_serve=True)
+    ready = f"dashapp: ready, open http://localhost:{server.port}/?token={TEST_TOKEN}"
+    for _ in range(100):
+        if ready in server.log.read_text():
+            break
+        time.sleep(0.2)
+    log = server.log.read_text()
+    assert ready in log
+    assert log.index(ready) > log.index("Bokeh app running at")
