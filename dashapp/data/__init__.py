@@ -18,7 +18,15 @@ from .paths import (
     relative_to_root,
     resolve,
 )
-from .pyramid import PYRAMIDS, BuildStatus, Pyramid, PyramidManager, build_pyramid, open_pyramid
+from .pyramid import (
+    PYRAMIDS,
+    BuildStatus,
+    Pyramid,
+    PyramidDeclined,
+    PyramidManager,
+    build_pyramid,
+    open_pyramid,
+)
 from .reader import (
     SliceImage,
     SliceRequest,
@@ -52,6 +60,7 @@ __all__ = [
     "NotHDF5",
     "OutsideRoot",
     "Pyramid",
+    "PyramidDeclined",
     "PyramidManager",
     "SeriesMember",
     "SliceImage",

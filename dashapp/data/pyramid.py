@@ -618,7 +618,8 @@ def mostly_fill(info: DatasetInfo) -> str | None:
 
 
 def _virtual_fill(ds: Any, total: int) -> str | None:
-    from .resolve import _source_file  # (where HDF5 itself looks: HDF5_VDS_PREFIX, folder, cwd)
+    # where HDF5 itself looks for a source: HDF5_VDS_PREFIX, the file's folder, the cwd
+    from .resolve import virtual_source_file
 
     vds_file = Path(os.path.realpath(ds.file.filename))
     present = 0
@@ -629,7 +630,7 @@ def _virtual_fill(ds: Any, total: int) -> str | None:
         if "%b" in name:  # a printf-like pattern of many files (unlimited mappings): can't tell
             return None
         files.add(name)
-        if name != "." and _source_file(ds.name, vds_file, name, None) is None:
+        if name != "." and virtual_source_file(ds.name, vds_file, name, None) is None:
             missing.add(name)
             continue
         try:

@@ -50,6 +50,7 @@ __all__ = [
     "open_dataset",
     "open_object",
     "resolve_object",
+    "virtual_source_file",
 ]
 
 #: Soft and external links followed for one path before it is called a loop (Linux allows 40
@@ -360,7 +361,7 @@ def _search_places(vds_file: Path, name: str) -> list[Path]:
     return places
 
 
-def _source_file(vds: str, vds_file: Path, name: str, root: Path | None) -> Path | None:
+def virtual_source_file(vds: str, vds_file: Path, name: str, root: Path | None) -> Path | None:
     """The file HDF5 would read a source from (None: none found, the parts are fill)."""
     if "%b" in name:  # a printf-style name of an unlimited mapping: check the folders searched
         for place in _search_places(vds_file, name):
@@ -471,7 +472,7 @@ def _check_virtual(
         if name == ".":
             _check_source_datasets(ds.file, dsets, root, depth, where)
             continue
-        real = _source_file(where, vds_file, name, root)
+        real = virtual_source_file(where, vds_file, name, root)
         if real is None:
             missing += 1
             if len(problems) < 5:
