@@ -46,14 +46,23 @@ def _scrolling(content: Any) -> pn.viewable.Viewable:
 
 
 def _warm_up_once() -> None:
-    """Compile datashader's kernels in the background so the first zoom is not slow."""
+    """Once per process, in the background: remove what crashed overview builds left in the
+    cache, and compile datashader's kernels so the first zoom is not slow."""
     if _warmed.is_set():
         return
     _warmed.set()
     from ..data import PYRAMIDS
 
     PYRAMIDS.client_provider = _cluster_client
-    threading.Thread(target=warm_up, name="dashapp-warm-up", daemon=True).start()
+
+    def start_up() -> None:
+        try:
+            PYRAMIDS.clean()  # (off the event loop: the cache may sit on a slow filesystem)
+        except OSError as exc:  # an unwritable cache: the builds will say so
+            log.warning("could not clean the overview cache: %s", exc)
+        warm_up()
+
+    threading.Thread(target=start_up, name="dashapp-warm-up", daemon=True).start()
 
 
 _ENV_RECORDED: set[str] = set()
