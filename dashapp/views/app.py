@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import html
 import logging
 import os
 import threading
@@ -23,6 +22,7 @@ from .browser import FileBrowser
 from .series import ConvergencePlot
 from .session import on_session, release_links
 from .slicer import Slicer
+from .text import TextAlert, as_markdown, escape
 
 __all__ = ["SlicerApp", "resolve_root"]
 
@@ -90,6 +90,16 @@ def resolve_root(root: str | os.PathLike[str] | None = None) -> Path:
     return ensure_demo_workspace()
 
 
+class _Page(pn.template.BootstrapTemplate):
+    """The page template. Panel escapes the title in the browser tab's ``<title>`` but not in
+    the page header it also writes it into; a title naming a file (a capsule's) is text."""
+
+    def _update_vars(self, *args: Any) -> None:
+        super()._update_vars(*args)
+        self._render_variables["app_title"] = escape(self.title)
+        self._render_variables["meta_name"] = escape(self.title)
+
+
 class SlicerApp(pn.viewable.Viewer):
     """File browser + slicer sharing one :class:`SliceState`, with the view in the URL.
 
@@ -137,7 +147,7 @@ class SlicerApp(pn.viewable.Viewer):
         )
         self._launch.on_click(self._run_inversion)
         self._launch.visible = self._is_demo(root)
-        self._message = pn.pane.Alert(
+        self._message = TextAlert(
             "",
             alert_type="info",
             visible=False,
@@ -305,7 +315,7 @@ class SlicerApp(pn.viewable.Viewer):
             self._say("Pick an HDF5 file on the left; then a dataset in its tree.", "info")
 
     def _say(self, text: str, kind: str) -> None:
-        self._message.param.update(object=html.escape(text), alert_type=kind, visible=True)
+        self._message.param.update(object=as_markdown(text), alert_type=kind, visible=True)
 
     def _browser_problem(self, event: param.parameterized.Event) -> None:
         if event.new:
@@ -406,7 +416,7 @@ class SlicerApp(pn.viewable.Viewer):
         # list and flips all of them on any session's callback, so with ten users each key
         # press re-rendered ten pages twice (and the idle sessions' periodic refreshes kept
         # every page busy). Slow work here runs in threads with its own status and progress.
-        tmpl = pn.template.BootstrapTemplate(
+        tmpl = _Page(
             busy_indicator=None,
             title=title,
             sidebar=[self._launch, self.browser],
