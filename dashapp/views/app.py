@@ -7,7 +7,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -154,9 +154,9 @@ class SlicerApp(pn.viewable.Viewer):
             sizing_mode="stretch_width",
             css_classes=["dashapp-message"],
         )
-        if problems:
-            self._say("Parts of the link were not understood: " + "; ".join(problems), "warning")
         self._hint()
+        if problems:  # each value of the link that was left out, and what is shown instead
+            self._say("Parts of the link could not be used:", "warning", problems)
         if browser_state.error and not slice_state.error:
             self._say(browser_state.error, "danger")
         slice_state.param.watch(
@@ -267,7 +267,7 @@ class SlicerApp(pn.viewable.Viewer):
             with contextlib.suppress(Exception):
                 self.browser_state.open(self.slice_state.file)
         if problems:
-            self._say("Parts of the view could not be restored: " + "; ".join(problems), "warning")
+            self._say("Parts of the view could not be restored:", "warning", problems)
         if self._tabs is not None:
             self._tabs.active = 0
 
@@ -314,8 +314,12 @@ class SlicerApp(pn.viewable.Viewer):
         elif not st.file:
             self._say("Pick an HDF5 file on the left; then a dataset in its tree.", "info")
 
-    def _say(self, text: str, kind: str) -> None:
-        self._message.param.update(object=as_markdown(text), alert_type=kind, visible=True)
+    def _say(self, text: str, kind: str, details: Sequence[str] = ()) -> None:
+        """Show ``text`` (and ``details`` as a list) in the message box above the slicer."""
+        body = as_markdown(text)
+        if details:
+            body += "\n\n" + "\n".join(f"- {as_markdown(d)}" for d in details)
+        self._message.param.update(object=body, alert_type=kind, visible=True)
 
     def _browser_problem(self, event: param.parameterized.Event) -> None:
         if event.new:

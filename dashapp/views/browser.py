@@ -11,6 +11,7 @@ import param
 
 from ..data import DashappError, Entry, Node
 from ..state import BrowserState
+from ..state.query import default_dataset as _default_dataset
 from .session import on_session
 from .text import TextAlert, as_markdown, escape
 
@@ -298,27 +299,3 @@ class FileBrowser(pn.viewable.Viewer):
             self.state.open(relpath)
         except DashappError as exc:
             self.state.error = str(exc)
-
-
-def _default_dataset(tree: Node) -> str | None:
-    """The dataset to show when a file is opened: the NeXus default plot, else the largest image."""
-    viewable = [n for n in tree.walk() if n.kind == "dataset" and n.viewable]
-    if not viewable:
-        return None
-    default = tree.attrs.get("default")
-    if default:
-        entry = tree.find("/" + default)
-        if entry is not None and entry.attrs.get("default"):
-            group = tree.find(f"{entry.path}/{entry.attrs['default']}")
-            if group is not None and "signal" in group.attrs:
-                sig = tree.find(f"{group.path}/{group.attrs['signal']}")
-                if sig is not None and sig.viewable:
-                    return sig.path
-
-    def size(n: Node) -> int:
-        total = 1
-        for s in n.shape or ():
-            total *= s
-        return total
-
-    return max(viewable, key=size).path

@@ -136,3 +136,41 @@ def test_html_in_every_string_of_a_file_stays_text(serve, page: Page, tmp_path):
     expect(other.locator(".dashapp-dim-0").first).to_contain_text(hostile("long_name0"))
     assert_inert(other, "deep link")
     assert_inert(page, "end")
+
+
+def test_a_bad_link_says_what_it_left_out_and_still_shows_the_picture(serve, page: Page, tmp_path):
+    from ..fixtures import write_volume
+
+    root = tmp_path / "root"
+    (root / "runs").mkdir(parents=True)
+    write_volume(root / "runs" / "inv.h5", shape=(20, 30, 50))
+    server = serve(root)
+    page.goto(
+        server.url + "?file=runs/inv.h5&dataset=&axis=99&index=-5&zoom=nan,1,2,3&vmin=1&vmax=0"
+        "&cmap=nonexistent&scale=weird&foo=1"
+    )
+    picture = wait_for_picture(page)  # before: zoom=nan raised, and the page stayed blank
+    message = page.locator(".dashapp-message").first
+    for words in (
+        "dataset= is empty; showing the file's default dataset /model",
+        "axis=99 does not exist in a 3-D dataset; showing axis 0",
+        "index=-5 is outside 0-19; showing index 0",
+        "zoom='nan,1,2,3' is not 4 finite numbers",
+        "vmin=1 is above vmax=0; swapped",
+        "cmap='nonexistent' is not a colour map",
+        "scale='weird' is not one of linear, log",
+        "'foo' is not a setting of the slicer",
+    ):
+        expect(message).to_contain_text(words, timeout=TIMEOUT)
+    expect(page.locator(".dashapp-title").first).to_contain_text("/model")
+    status = page.locator(".dashapp-status-text").first.inner_text()
+    assert "index 0 of 20" in status
+    assert "colour manual: 0 … 1" in status
+
+    # A file= no path can have: the message, and the page still browses and opens files.
+    page.goto(server.url + "?file=" + "a" * 5000 + "&dataset=/model")
+    expect(message).to_contain_text("(5,000 characters) is longer than any path", timeout=TIMEOUT)
+    page.get_by_text("runs", exact=True).click()
+    page.get_by_text("inv.h5", exact=True).click()
+    wait_for_picture(page, not_equal=picture)
+    expect(page.locator(".dashapp-title").first).to_contain_text("/model")
