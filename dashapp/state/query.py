@@ -22,7 +22,7 @@ The query carries:
 A link is typed, pasted, truncated and edited by people, so every value is checked: one that
 cannot be used is left out with a sentence naming the key and what was done instead, and the
 rest of the view still opens. A link without a dataset (or with ``dataset=`` empty, or naming
-one that cannot be shown) opens the file's default dataset, as clicking the file does.
+one that is not in the file) opens the file's default dataset, as clicking the file does.
 """
 
 from __future__ import annotations
@@ -36,7 +36,9 @@ from ..data import (
     COMPLEX_PARTS,
     DashappError,
     Node,
+    NotFound,
     default_display_dims,
+    describe,
     read_tree,
     resolve,
 )
@@ -295,11 +297,23 @@ def _default_of(state: SliceState, file: str) -> str | None:
         return None
 
 
+def _missing(state: SliceState, file: str, dataset: str) -> bool:
+    """True when ``dataset`` is not in ``file`` (rather than there but not an image: a link to
+    a text dataset shows why it cannot be drawn, as clicking it does)."""
+    try:
+        describe(resolve(state.root, file), dataset, root=state.root)
+    except NotFound:
+        return True
+    except (DashappError, OSError):
+        return False
+    return False
+
+
 def apply_query(state: SliceState, args: Mapping[str, Any]) -> list[str]:
     """Open the file and dataset named in ``args`` and restore the view.
 
-    Returns the problems found, one sentence each. Without a dataset, or when the one named
-    cannot be shown, the file's default dataset opens (as clicking the file does) and the rest
+    Returns the problems found, one sentence each. Without a dataset, or when the one named is
+    not in the file, the file's default dataset opens (as clicking the file does) and the rest
     of the view is applied to it.
     """
     opened, view, problems = parse_query(args)
@@ -309,7 +323,7 @@ def apply_query(state: SliceState, args: Mapping[str, Any]) -> list[str]:
     dataset = opened.get("dataset")
     if dataset:
         state.param.update(file=file, dataset=dataset)
-        if state.info is None and state.error:
+        if state.info is None and state.error and _missing(state, file, dataset):
             default = _default_of(state, file)
             if default is not None and default != dataset:
                 problems.append(
