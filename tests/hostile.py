@@ -40,6 +40,7 @@ DATA = hostile("nxdata")
 SIGNAL = hostile("signal")
 SCALED = hostile("scaled")
 TEXT = hostile("text")
+COMPOUND = hostile("compound")
 
 
 def write_hostile(root: Path) -> Path:
@@ -86,5 +87,7 @@ def write_hostile(root: Path) -> Path:
             axis.attrs["units"] = hostile(f"nxunit{d}")
             data.attrs[f"{name}_indices"] = d
         f.create_dataset(TEXT, data=ATTR, dtype=h5py.string_dtype())
+        fields = np.dtype([(hostile("field"), "f4"), ("b", "i4")])  # names in the dtype label
+        f.create_dataset(COMPOUND, data=np.zeros(3, dtype=fields))
         f[hostile("soft")] = h5py.SoftLink("/" + hostile("nowhere"))
     return path

@@ -397,7 +397,7 @@ class Slicer(pn.viewable.Viewer):
         name = info.title or info.path
         self._title.object = (
             f"<b>{_esc(st.file)}</b> : <b>{_esc(info.path)}</b> &nbsp; <span>{_esc(name)} · "
-            f"{shape} · {info.dtype}</span>"
+            f"{shape} · {_esc(info.dtype)}</span>"
         )
         has_axis = st.has_axis
         options: dict[str, int] = {}

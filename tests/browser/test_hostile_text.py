@@ -19,6 +19,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from ..hostile import (
+    COMPOUND,
     FILE_NAME,
     FOLDER_NAME,
     SCALED,
@@ -100,6 +101,10 @@ def test_html_in_every_string_of_a_file_stays_text(serve, page: Page, tmp_path):
     page.locator(".dashapp-tree").get_by_text(hostile("soft"), exact=True).click()
     expect(page.locator(".dashapp-error").first).to_contain_text(
         hostile("nowhere"), timeout=TIMEOUT
+    )
+    page.locator(".dashapp-tree").get_by_text(COMPOUND, exact=True).click()
+    expect(page.locator(".dashapp-error").first).to_contain_text(
+        f"compound records (compound{{{hostile('field')}", timeout=TIMEOUT
     )
     assert_inert(page, "alerts")
 

@@ -19,7 +19,7 @@ from dashapp import Slicer
 from dashapp.data import SliceImage, SliceStats
 from dashapp.views.text import TextAlert, as_markdown, escape, for_matplotlib, plain
 
-from ..hostile import ATTR, FILE_NAME, SCALED, SIGNAL, TAG, TEXT, hostile, write_hostile
+from ..hostile import ATTR, COMPOUND, FILE_NAME, SCALED, SIGNAL, TAG, TEXT, hostile, write_hostile
 
 #: The elements the views write themselves (with at most a class attribute).
 _OURS = {"b", "i", "br", "span", "div", "code", "small", "hr", "p", "table", "tr", "td"}
@@ -128,9 +128,13 @@ def test_slicer_models_hold_file_text_as_text(hostile_file):
     ]
 
 
-def test_error_alert_quotes_a_hostile_value_as_text(hostile_file):
+@pytest.mark.parametrize(
+    ("dataset", "quoted"),
+    [(TEXT, ["holds text", ATTR[:150]]), (COMPOUND, ["compound records", hostile("field")])],
+)
+def test_error_alert_quotes_a_hostile_value_as_text(hostile_file, dataset, quoted):
     slicer = Slicer(hostile_file, dataset="/" + SCALED, root=hostile_file.parent)
-    slicer.state.dataset = "/" + TEXT
+    slicer.state.dataset = "/" + dataset
     alert = slicer._alert
     assert alert.visible
     model = alert.get_root(Document())
@@ -139,8 +143,8 @@ def test_error_alert_quotes_a_hostile_value_as_text(hostile_file):
     for element in ("<script", "<img", "<svg", "<b id"):
         assert element not in rendered
     shown = html.unescape(re.sub(r"<[^>]+>", "", rendered))
-    assert "holds text" in shown
-    assert ATTR[:150] in shown  # (the value is quoted up to 200 characters)
+    for text in quoted:  # (a value is quoted up to 200 characters)
+        assert text in shown
 
 
 def test_snapshot_of_a_file_with_dollars_in_its_names(hostile_file):
