@@ -18,17 +18,48 @@ The query carries:
 ``zoom``    ``x0,x1,y0,y1`` visible region in the plot's coordinates
 ``follow``  ``true``: move to the newest iteration as a running simulation writes it
 ==========  ==============================================================
+
+A link is typed, pasted, truncated and edited by people, so every value is checked: one that
+cannot be used is left out with a sentence naming the key and what was done instead, and the
+rest of the view still opens. A link without a dataset (or with ``dataset=`` empty, or naming
+one that is not in the file) opens the file's default dataset, as clicking the file does.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
-from ..data import default_display_dims
-from .slice import CMAPS, SliceState
+from ..data import (
+    AGGREGATIONS,
+    COMPLEX_PARTS,
+    DashappError,
+    Node,
+    NotFound,
+    default_display_dims,
+    describe,
+    read_tree,
+    resolve,
+)
+from .slice import CLIM_MODES, CMAPS, SliceState
 
-__all__ = ["apply_query", "parse_query", "to_query"]
+__all__ = ["QUERY_KEYS", "apply_query", "default_dataset", "parse_query", "to_query"]
+
+#: The keys of a deep link (besides ``d<k>``, one per other dim), in the order they are read.
+QUERY_KEYS = (
+    "file", "dataset", "axis", "index", "dims", "cmap", "clim", "vmin", "vmax", "scale", "agg",
+    "part", "zoom", "follow",
+)  # fmt: skip
+#: Keys that belong to what serves the page, not to the view: not reported as unknown.
+#: (``bokeh-*``: Bokeh's autoload and app paths; ``token``: an access token in the URL.)
+FOREIGN_KEYS = ("token",)
+FOREIGN_PREFIXES = ("bokeh-",)
+#: Longest path accepted in a link (Linux's PATH_MAX), and longest name in it (NAME_MAX).
+MAX_PATH = 4096
+MAX_NAME = 255
+#: At most this many problems are listed (a link with 10,000 bad keys gets a short message).
+MAX_PROBLEMS = 12
 
 
 def _fmt(value: float) -> str:
@@ -82,39 +113,82 @@ def _first(value: Any) -> str:
     return str(value)
 
 
+def _quote(key: str, value: str) -> str:
+    """``key='value'`` for a message, long values cut short (a 5,000-character path)."""
+    if len(value) > 60:
+        return f"{key}={value[:40]!r}… ({len(value):,} characters)"
+    return f"{key}={value!r}"
+
+
+def _path_problem(key: str, value: str) -> str | None:
+    """Why ``value`` cannot be a path in a link (before any filesystem call), or None."""
+    if "\x00" in value:
+        return f"{_quote(key, value)} contains a NUL character"
+    if len(value) > MAX_PATH:
+        return f"{_quote(key, value)} is longer than any path ({MAX_PATH:,} characters)"
+    if key == "file" and any(len(part.encode()) > MAX_NAME for part in value.split("/")):
+        return f"{_quote(key, value)} has a name longer than {MAX_NAME} bytes"
+    return None
+
+
 def parse_query(args: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
     """Split a query into ``(open, view, problems)``.
 
-    ``open`` holds ``file``/``dataset``; ``view`` the settings for :meth:`SliceState.apply_view`;
-    ``problems`` sentences about values that could not be understood (they are ignored).
+    ``open`` holds ``file``/``dataset`` (``dataset`` may be ``""``: the link gave it empty);
+    ``view`` the settings for :meth:`SliceState.apply_view`; ``problems`` one sentence per value
+    that cannot be used, naming the key and what is done instead (the value is left out).
     """
     raw = {k: _first(v) for k, v in args.items()}
-    opened = {k: raw[k] for k in ("file", "dataset") if raw.get(k)}
+    opened: dict[str, Any] = {}
     view: dict[str, Any] = {}
     problems: list[str] = []
 
-    def integer(key: str) -> int | None:
+    if raw.get("file"):
+        why = _path_problem("file", raw["file"])
+        if why:
+            problems.append(f"{why}; no file was opened")
+        else:
+            opened["file"] = raw["file"]
+    if "dataset" in raw and "file" in opened:
+        why = _path_problem("dataset", raw["dataset"])
+        if why:
+            problems.append(f"{why}; showing the file's default dataset")
+        else:
+            opened["dataset"] = raw["dataset"]
+
+    def integer(key: str, what: str = "ignored") -> int | None:
         try:
             return int(raw[key])
         except ValueError:
-            problems.append(f"{key}={raw[key]!r} is not a whole number; ignored")
+            problems.append(f"{_quote(key, raw[key])} is not a whole number; {what}")
             return None
 
-    def numbers(key: str, count: int) -> list[float] | None:
+    def numbers(key: str, count: int, what: str) -> list[float] | None:
         try:
             values = [float(v) for v in raw[key].split(",")]
         except ValueError:
             values = []
-        if len(values) != count:
-            problems.append(f"{key}={raw[key]!r} needs {count} comma-separated numbers; ignored")
+        if len(values) != count or not all(math.isfinite(v) for v in values):
+            need = "a finite number" if count == 1 else f"{count} finite numbers, comma-separated"
+            problems.append(f"{_quote(key, raw[key])} is not {need}; {what}")
             return None
         return values
 
     for key in ("axis", "index"):
         if key in raw and (v := integer(key)) is not None:
             view[key] = v
-    if "dims" in raw and (dims := numbers("dims", 2)) is not None:
-        view["display"] = tuple(int(d) for d in dims)
+    if "dims" in raw:
+        try:
+            dims = tuple(int(d) for d in raw["dims"].split(","))
+        except ValueError:
+            dims = ()
+        if len(dims) == 2:
+            view["display"] = dims
+        else:
+            problems.append(
+                f"{_quote('dims', raw['dims'])} is not two dim numbers (rows,columns); "
+                "showing the default plane"
+            )
     indices = {}
     for key in raw:
         if key.startswith("d") and key[1:].isdigit() and (v := integer(key)) is not None:
@@ -128,44 +202,145 @@ def parse_query(args: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]
         if name in CMAPS:
             view["cmap"], view["reverse"] = name, reverse
         else:
-            problems.append(f"colour map {raw['cmap']!r} is unknown; ignored")
+            problems.append(
+                f"{_quote('cmap', raw['cmap'])} is not a colour map of the slicer "
+                f"({', '.join(CMAPS[:5])}, …); keeping {SliceState.param.cmap.default}"
+            )
     choices = {
-        "clim": ("auto", "robust", "global", "manual"),
+        "clim": CLIM_MODES,
         "scale": ("linear", "log"),
-        "agg": ("mean", "max", "min", "first"),
-        "part": ("magnitude", "phase", "real", "imag"),
+        "agg": tuple(AGGREGATIONS),
+        "part": tuple(COMPLEX_PARTS),
     }
     for key, allowed in choices.items():
         if key in raw:
             if raw[key] in allowed:
                 view[key] = raw[key]
             else:
-                problems.append(f"{key}={raw[key]!r} is not one of {', '.join(allowed)}; ignored")
+                problems.append(
+                    f"{_quote(key, raw[key])} is not one of {', '.join(allowed)}; ignored"
+                )
+    limits = {}
     for key in ("vmin", "vmax"):
-        if key in raw and (v := numbers(key, 1)) is not None:
-            view[key] = v[0]
-    if ("vmin" in view) != ("vmax" in view):
-        problems.append("vmin and vmax go together; ignored")
-        view.pop("vmin", None)
-        view.pop("vmax", None)
+        if key in raw and (v := numbers(key, 1, "manual colour limits ignored")) is not None:
+            limits[key] = v[0]
+    if len(limits) == 1 and not any(k in raw for k in ("vmin", "vmax") if k not in limits):
+        given = next(iter(limits))
+        problems.append(f"{given} without {'vmax' if given == 'vmin' else 'vmin'}; ignored")
+    elif len(limits) == 2:
+        lo, hi = limits["vmin"], limits["vmax"]
+        if lo > hi:
+            problems.append(f"vmin={lo:g} is above vmax={hi:g}; swapped")
+            lo, hi = hi, lo
+        view["vmin"], view["vmax"] = lo, hi
     if "follow" in raw:
         if raw["follow"].lower() in ("true", "1", "yes", "on"):
             view["follow"] = True
         elif raw["follow"].lower() in ("false", "0", "no", "off"):
             view["follow"] = False
         else:
-            problems.append(f"follow={raw['follow']!r} is not true or false; ignored")
-    if "zoom" in raw and (z := numbers("zoom", 4)) is not None:
-        view["x_range"], view["y_range"] = (z[0], z[1]), (z[2], z[3])
-    return opened, view, problems
+            problems.append(f"{_quote('follow', raw['follow'])} is not true or false; ignored")
+    if "zoom" in raw and (z := numbers("zoom", 4, "showing the whole plane")) is not None:
+        if z[0] == z[1] or z[2] == z[3]:
+            problems.append(
+                f"{_quote('zoom', raw['zoom'])} is an empty region; showing the whole plane"
+            )
+        else:
+            view["x_range"], view["y_range"] = (z[0], z[1]), (z[2], z[3])
+    unknown = [
+        k for k in raw
+        if k not in QUERY_KEYS and k not in FOREIGN_KEYS
+        and not k.startswith(FOREIGN_PREFIXES) and not (k.startswith("d") and k[1:].isdigit())
+    ]  # fmt: skip
+    for key in unknown:
+        name = f"{key[:40]!r}…" if len(key) > 40 else repr(key)
+        problems.append(f"{name} is not a setting of the slicer; ignored")
+    return opened, view, _at_most(problems)
+
+
+def _at_most(problems: list[str]) -> list[str]:
+    if len(problems) <= MAX_PROBLEMS:
+        return problems
+    more = len(problems) - MAX_PROBLEMS + 1
+    return [*problems[: MAX_PROBLEMS - 1], f"and {more:,} more values that were ignored"]
+
+
+def default_dataset(tree: Node) -> str | None:
+    """The dataset to show when a file is opened: the NeXus default plot, else the largest image."""
+    viewable = [n for n in tree.walk() if n.kind == "dataset" and n.viewable]
+    if not viewable:
+        return None
+    default = tree.attrs.get("default")
+    if default:
+        entry = tree.find("/" + default)
+        if entry is not None and entry.attrs.get("default"):
+            group = tree.find(f"{entry.path}/{entry.attrs['default']}")
+            if group is not None and "signal" in group.attrs:
+                sig = tree.find(f"{group.path}/{group.attrs['signal']}")
+                if sig is not None and sig.viewable:
+                    return sig.path
+
+    def size(n: Node) -> int:
+        total = 1
+        for s in n.shape or ():
+            total *= s
+        return total
+
+    return max(viewable, key=size).path
+
+
+def _default_of(state: SliceState, file: str) -> str | None:
+    """The default dataset of ``file`` under the state's root (None: none, or unreadable)."""
+    try:
+        return default_dataset(read_tree(resolve(state.root, file), root=state.root))
+    except (DashappError, OSError):
+        return None
+
+
+def _missing(state: SliceState, file: str, dataset: str) -> bool:
+    """True when ``dataset`` is not in ``file`` (rather than there but not an image: a link to
+    a text dataset shows why it cannot be drawn, as clicking it does)."""
+    try:
+        describe(resolve(state.root, file), dataset, root=state.root)
+    except NotFound:
+        return True
+    except (DashappError, OSError):
+        return False
+    return False
 
 
 def apply_query(state: SliceState, args: Mapping[str, Any]) -> list[str]:
-    """Open the file and dataset named in ``args`` and restore the view. Returns problems found."""
+    """Open the file and dataset named in ``args`` and restore the view.
+
+    Returns the problems found, one sentence each. Without a dataset, or when the one named is
+    not in the file, the file's default dataset opens (as clicking the file does) and the rest
+    of the view is applied to it.
+    """
     opened, view, problems = parse_query(args)
-    if not opened.get("file"):
+    file = opened.get("file")
+    if not file:
         return problems
-    state.param.update(file=opened["file"], dataset=opened.get("dataset", ""))
+    dataset = opened.get("dataset")
+    if dataset:
+        state.param.update(file=file, dataset=dataset)
+        if state.info is None and state.error and _missing(state, file, dataset):
+            default = _default_of(state, file)
+            if default is not None and default != dataset:
+                problems.append(
+                    f"{_quote('dataset', dataset)} cannot be shown ({state.error.strip()}); "
+                    f"showing the file's default dataset {default}"
+                )
+                state.dataset = default
+    else:
+        default = _default_of(state, file) or ""
+        state.param.update(file=file, dataset=default)
+        if dataset == "":
+            shown = (
+                f"showing the file's default dataset {default}"
+                if default
+                else ("the file has no dataset to show as an image")
+            )
+            problems.append(f"dataset= is empty; {shown}")
     if state.info is not None and view:
         problems += state.apply_view(**view)
-    return problems
+    return _at_most(problems)

@@ -293,10 +293,12 @@ class SliceState(param.Parameterized):
             axis = int(view["axis"])
             if not 0 <= axis < ndim:
                 notes.append(
-                    f"axis {axis} does not exist in a {ndim}-D dataset; showing axis {self.axis}"
+                    f"axis={axis} does not exist in a {ndim}-D dataset; showing axis {self.axis}"
                 )
             else:
                 plane["axis"] = axis
+        elif view.get("axis") not in (None, 0) and ndim < 3:
+            notes.append(f"axis={view['axis']}: a {ndim}-D dataset has no normal axis; ignored")
         if "display" in view and view["display"] is not None and ndim >= 2:
             display = tuple(int(d) for d in view["display"])
             axis = plane.get("axis", self.axis)
@@ -308,17 +310,23 @@ class SliceState(param.Parameterized):
             ):
                 plane["display"] = display
             else:
-                notes.append(f"cannot display dims {display}; showing the default plane")
+                notes.append(
+                    f"dims={','.join(map(str, display))} is not a plane of this {ndim}-D dataset "
+                    "(two different dims, neither the normal axis); showing the default plane"
+                )
         if plane:
             self.param.update(**plane)
         rest = {k: v for k, v in view.items() if k not in ("axis", "display")}
         if "index" in rest and rest["index"] is not None and self.has_axis:
             index = int(rest["index"])
-            if not 0 <= index < self.axis_size:
-                notes.append(f"index {index} is outside 0-{self.axis_size - 1}; clamped")
             rest["index"] = min(max(index, 0), self.axis_size - 1)
+            if index != rest["index"]:
+                last, shown = self.axis_size - 1, rest["index"]
+                notes.append(f"index={index} is outside 0-{last}; showing index {shown}")
         elif "index" in rest:
-            rest.pop("index")
+            index = rest.pop("index")
+            if index not in (None, 0):
+                notes.append(f"index={index}: a {ndim}-D dataset has no slices to pick; ignored")
         if "indices" in rest:
             clean = dict(self.indices)
             for dim, value in (rest["indices"] or {}).items():
@@ -327,9 +335,11 @@ class SliceState(param.Parameterized):
                     size = self.info.shape[dim]
                     clean[dim] = min(max(int(value), 0), size - 1)
                     if not 0 <= int(value) < size:
-                        notes.append(f"index {value} of dim {dim} is outside 0-{size - 1}; clamped")
+                        notes.append(
+                            f"d{dim}={value} is outside 0-{size - 1}; showing index {clean[dim]}"
+                        )
                 else:
-                    notes.append(f"dim {dim} has no slider in this view; its index was ignored")
+                    notes.append(f"d{dim}={value}: dim {dim} has no slider in this view; ignored")
             rest["indices"] = clean
         if "scale" in rest:
             rest["auto_scale"] = False

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-import html
 import logging
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from .browser import FileBrowser
 from .series import ConvergencePlot
 from .session import on_session, release_links
 from .slicer import Slicer
+from .text import TextAlert, as_markdown, escape
 
 __all__ = ["SlicerApp", "resolve_root"]
 
@@ -99,6 +99,16 @@ def resolve_root(root: str | os.PathLike[str] | None = None) -> Path:
     return ensure_demo_workspace()
 
 
+class _Page(pn.template.BootstrapTemplate):
+    """The page template. Panel escapes the title in the browser tab's ``<title>`` but not in
+    the page header it also writes it into; a title naming a file (a capsule's) is text."""
+
+    def _update_vars(self, *args: Any) -> None:
+        super()._update_vars(*args)
+        self._render_variables["app_title"] = escape(self.title)
+        self._render_variables["meta_name"] = escape(self.title)
+
+
 class SlicerApp(pn.viewable.Viewer):
     """File browser + slicer sharing one :class:`SliceState`, with the view in the URL.
 
@@ -146,16 +156,16 @@ class SlicerApp(pn.viewable.Viewer):
         )
         self._launch.on_click(self._run_inversion)
         self._launch.visible = self._is_demo(root)
-        self._message = pn.pane.Alert(
+        self._message = TextAlert(
             "",
             alert_type="info",
             visible=False,
             sizing_mode="stretch_width",
             css_classes=["dashapp-message"],
         )
-        if problems:
-            self._say("Parts of the link were not understood: " + "; ".join(problems), "warning")
         self._hint()
+        if problems:  # each value of the link that was left out, and what is shown instead
+            self._say("Parts of the link could not be used:", "warning", problems)
         if browser_state.error and not slice_state.error:
             self._say(browser_state.error, "danger")
         slice_state.param.watch(
@@ -266,7 +276,7 @@ class SlicerApp(pn.viewable.Viewer):
             with contextlib.suppress(Exception):
                 self.browser_state.open(self.slice_state.file)
         if problems:
-            self._say("Parts of the view could not be restored: " + "; ".join(problems), "warning")
+            self._say("Parts of the view could not be restored:", "warning", problems)
         if self._tabs is not None:
             self._tabs.active = 0
 
@@ -313,8 +323,12 @@ class SlicerApp(pn.viewable.Viewer):
         elif not st.file:
             self._say("Pick an HDF5 file on the left; then a dataset in its tree.", "info")
 
-    def _say(self, text: str, kind: str) -> None:
-        self._message.param.update(object=html.escape(text), alert_type=kind, visible=True)
+    def _say(self, text: str, kind: str, details: Sequence[str] = ()) -> None:
+        """Show ``text`` (and ``details`` as a list) in the message box above the slicer."""
+        body = as_markdown(text)
+        if details:
+            body += "\n\n" + "\n".join(f"- {as_markdown(d)}" for d in details)
+        self._message.param.update(object=body, alert_type=kind, visible=True)
 
     def _browser_problem(self, event: param.parameterized.Event) -> None:
         if event.new:
@@ -415,7 +429,7 @@ class SlicerApp(pn.viewable.Viewer):
         # list and flips all of them on any session's callback, so with ten users each key
         # press re-rendered ten pages twice (and the idle sessions' periodic refreshes kept
         # every page busy). Slow work here runs in threads with its own status and progress.
-        tmpl = pn.template.BootstrapTemplate(
+        tmpl = _Page(
             busy_indicator=None,
             title=title,
             sidebar=[self._launch, self.browser],

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 import time
 from collections.abc import Callable
 
@@ -12,7 +11,9 @@ import param
 
 from ..data import DashappError, Entry, Node
 from ..state import BrowserState
+from ..state.query import default_dataset as _default_dataset
 from .session import on_session
+from .text import TextAlert, as_markdown, escape
 
 __all__ = ["FileBrowser", "entry_items", "tree_items"]
 
@@ -110,12 +111,12 @@ def _expanded_paths(items: list[dict], limit: int = 150) -> list[tuple[int, ...]
 
 def _attrs_html(node: Node) -> str:
     rows = "".join(
-        f"<tr><td><code>{html.escape(k)}</code></td><td>{html.escape(v)}</td></tr>"
+        f"<tr><td><code>{escape(k)}</code></td><td>{escape(v)}</td></tr>"
         for k, v in node.attrs.items()
     )
-    head = f"<b>{html.escape(node.path)}</b><br><span>{html.escape(node.summary)}</span>"
+    head = f"<b>{escape(node.path)}</b><br><span>{escape(node.summary)}</span>"
     if node.problem:
-        head += f"<br><span class='dashapp-problem'>⚠ {html.escape(node.problem)}</span>"
+        head += f"<br><span class='dashapp-problem'>⚠ {escape(node.problem)}</span>"
     if not rows:
         return head
     return f"{head}<table class='dashapp-attrs'>{rows}</table>"
@@ -157,7 +158,7 @@ class FileBrowser(pn.viewable.Viewer):
             max_height=260,
             styles={"overflow-y": "auto", "font-size": "12px"},
         )
-        self._error = pn.pane.Alert(
+        self._error = TextAlert(
             "",
             alert_type="danger",
             visible=False,
@@ -242,7 +243,7 @@ class FileBrowser(pn.viewable.Viewer):
 
     def _show_entries(self, *events) -> None:
         st = self.state
-        crumbs = " / ".join(html.escape(p) for p in st.folder.split("/")) if st.folder else ""
+        crumbs = " / ".join(escape(p) for p in st.folder.split("/")) if st.folder else ""
         self._where.object = f"<b>Files</b> &nbsp;<code>/{crumbs}</code>"
         self._entries.items = entry_items(st.entries, st.parent)
 
@@ -255,11 +256,11 @@ class FileBrowser(pn.viewable.Viewer):
             return
         items = tree_items(st.tree)
         self._tree.param.update(items=items, expanded=_expanded_paths(items))
-        self._file_title.object = f"<b>{html.escape(st.file)}</b>"
+        self._file_title.object = f"<b>{escape(st.file)}</b>"
         self._details.object = _attrs_html(st.tree) if st.tree.attrs else ""
 
     def _show_error(self, *events) -> None:
-        self._error.object = html.escape(self.state.error)
+        self._error.object = as_markdown(self.state.error)
         self._error.visible = bool(self.state.error)
 
     def _on_entry(self, event) -> None:
@@ -298,27 +299,3 @@ class FileBrowser(pn.viewable.Viewer):
             self.state.open(relpath)
         except DashappError as exc:
             self.state.error = str(exc)
-
-
-def _default_dataset(tree: Node) -> str | None:
-    """The dataset to show when a file is opened: the NeXus default plot, else the largest image."""
-    viewable = [n for n in tree.walk() if n.kind == "dataset" and n.viewable]
-    if not viewable:
-        return None
-    default = tree.attrs.get("default")
-    if default:
-        entry = tree.find("/" + default)
-        if entry is not None and entry.attrs.get("default"):
-            group = tree.find(f"{entry.path}/{entry.attrs['default']}")
-            if group is not None and "signal" in group.attrs:
-                sig = tree.find(f"{group.path}/{group.attrs['signal']}")
-                if sig is not None and sig.viewable:
-                    return sig.path
-
-    def size(n: Node) -> int:
-        total = 1
-        for s in n.shape or ():
-            total *= s
-        return total
-
-    return max(viewable, key=size).path

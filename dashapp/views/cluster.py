@@ -10,7 +10,6 @@ here, in words.
 from __future__ import annotations
 
 import contextlib
-import html
 import json
 import time
 from pathlib import Path
@@ -24,6 +23,7 @@ from ..state.cluster import ClusterForm
 from ..state.sweep import SweepRun
 from .notebook import ensure_notebook_extension
 from .session import on_session, poll
+from .text import TextAlert, as_markdown, escape
 
 __all__ = ["ClusterPane", "SweepPane"]
 
@@ -116,7 +116,7 @@ class ClusterPane(pn.viewable.Viewer):
         self._script = pn.pane.Markdown(
             "", sizing_mode="stretch_width", visible=False, css_classes=["dashapp-job-script"]
         )
-        self._message = pn.pane.Alert(
+        self._message = TextAlert(
             "",
             alert_type="danger",
             visible=False,
@@ -226,7 +226,7 @@ class ClusterPane(pn.viewable.Viewer):
         self._preview.visible = self.form.is_batch
 
     def _say(self, text: str, kind: str = "danger") -> None:
-        self._message.param.update(object=html.escape(text), alert_type=kind, visible=bool(text))
+        self._message.param.update(object=as_markdown(text), alert_type=kind, visible=bool(text))
 
     # ------------------------------------------------------------------ actions
     def _on_preview(self, event: Any = None) -> None:
@@ -311,11 +311,11 @@ class ClusterPane(pn.viewable.Viewer):
             from ..jupyter import proxied_url
 
             link = proxied_url(link)
-        parts = [f"<b>Status:</b> {html.escape(str(status))}"]
+        parts = [f"<b>Status:</b> {escape(str(status))}"]
         if info.get("kind"):
-            parts.append(f"<b>Kind:</b> {html.escape(str(info['kind']))}")
+            parts.append(f"<b>Kind:</b> {escape(str(info['kind']))}")
         if info.get("scheduler_address"):
-            parts.append(f"<b>Scheduler:</b> <code>{html.escape(info['scheduler_address'])}</code>")
+            parts.append(f"<b>Scheduler:</b> <code>{escape(info['scheduler_address'])}</code>")
         parts.append(
             f"<b>Workers:</b> {len(info.get('workers') or [])}"
             + (f" of {info['requested_workers']}" if info.get("requested_workers") else "")
@@ -331,7 +331,7 @@ class ClusterPane(pn.viewable.Viewer):
                 f"<b>Walltime left:</b> {left // 3600}:{left % 3600 // 60:02d}:{left % 60:02d}"
             )
         if link:
-            parts.append(f'<a href="{html.escape(link)}" target="_blank">Dask dashboard</a>')
+            parts.append(f'<a href="{escape(link)}" target="_blank">Dask dashboard</a>')
         self._summary.object = " · ".join(parts)
         self._workers.value = workers_frame(info)
         self._jobs.value = jobs_frame(info)
@@ -343,7 +343,7 @@ class ClusterPane(pn.viewable.Viewer):
                     self._recorded_errors.add(text)
                     self._record("problem", text=text)
         events = list(info.get("events") or [])[-15:]
-        esc = lambda v: html.escape(str(v))  # noqa: E731
+        esc = lambda v: escape(str(v))  # noqa: E731
         self._events.object = "<br>".join(
             f"<code>{esc(e.get('time', ''))}</code> {esc(e.get('text', ''))}"
             for e in reversed(events)
@@ -422,7 +422,7 @@ class SweepPane(pn.viewable.Viewer):
         try:
             client = self.manager.client
         except Exception as exc:
-            self._text.object = f'<span class="dashapp-problem">{html.escape(str(exc))}</span>'
+            self._text.object = f'<span class="dashapp-problem">{escape(str(exc))}</span>'
             return
         doc = pn.state.curdoc
         self._doc = doc if doc is not None and doc.session_context is not None else None
@@ -446,9 +446,9 @@ class SweepPane(pn.viewable.Viewer):
         r = self.run
         self._bar.value = int(100 * (r.done + r.failed) / r.total) if r.total else 0
         failures = "".join(
-            f"<li>station ({iy}, {ix}): {html.escape(str(msg))}</li>" for iy, ix, msg in r.failures
+            f"<li>station ({iy}, {ix}): {escape(str(msg))}</li>" for iy, ix, msg in r.failures
         )
-        self._text.object = html.escape(r.message) + (f"<ul>{failures}</ul>" if failures else "")
+        self._text.object = escape(r.message) + (f"<ul>{failures}</ul>" if failures else "")
         running = r.status == "running"
         self._go.disabled = running
         self._cancel.disabled = not running

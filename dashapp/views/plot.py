@@ -35,6 +35,7 @@ from bokeh.transform import transform
 
 from ..data import DatasetInfo, SliceImage
 from .palettes import palette
+from .text import plain
 
 __all__ = [
     "SlicePlot",
@@ -240,7 +241,11 @@ def wants_equal_aspect(
 
 
 def hover_tooltips(info: DatasetInfo, display: tuple[int, int]) -> list[tuple[str, str]]:
-    """Hover readout: the two coordinates with their names and units, and the value."""
+    """Hover readout: the two coordinates with their names and units, and the value.
+
+    The names and units (from the file) are the labels, which Bokeh shows as text; the values
+    are fixed templates (``$x``, ``@image``): file text must never go there.
+    """
     row, col = info.axes[display[0]], info.axes[display[1]]
 
     def label(axis) -> str:
@@ -430,12 +435,17 @@ class SlicePlot:
         self.source.data = image_data(_empty(), (0.0, 1.0), "linear")
 
     def set_labels(self, info: DatasetInfo, display: tuple[int, int]) -> None:
-        """Axis titles, colour bar title and hover readout for a dataset and plane."""
+        """Axis titles, colour bar title and hover readout for a dataset and plane.
+
+        The names and units come from the file: the titles are :func:`~.text.plain` text (a
+        string would be typeset as TeX between ``$$``), and the names are only the tooltip's
+        labels (text), never its value templates.
+        """
         row, col = info.axes[display[0]], info.axes[display[1]]
-        self.figure.xaxis.axis_label = col.label
-        self.figure.yaxis.axis_label = row.label
+        self.figure.xaxis.axis_label = plain(col.label)
+        self.figure.yaxis.axis_label = plain(row.label)
         for bar in self.colorbars.values():
-            bar.title = info.title
+            bar.title = plain(info.title)
         self.hover.tooltips = hover_tooltips(info, display)
 
     def set_extent(

@@ -45,6 +45,8 @@ from .plot import (
     wants_equal_aspect,
 )
 from .session import on_session, poll, release_links
+from .text import TextAlert, as_markdown
+from .text import escape as _esc
 from .widgets import ScrubSlider, StatusText
 
 __all__ = ["Slicer"]
@@ -275,14 +277,14 @@ class Slicer(pn.viewable.Viewer):
         self._status = StatusText(
             "", sizing_mode="stretch_width", margin=(0, 10), css_classes=["dashapp-status"]
         )
-        self._alert = pn.pane.Alert(
+        self._alert = TextAlert(
             "",
             alert_type="danger",
             visible=False,
             sizing_mode="stretch_width",
             css_classes=["dashapp-error"],
         )
-        self._notes = pn.pane.Alert(
+        self._notes = TextAlert(
             "",
             alert_type="warning",
             visible=False,
@@ -381,7 +383,7 @@ class Slicer(pn.viewable.Viewer):
     def _on_dataset(self, *events: param.parameterized.Event) -> None:
         st = self.state
         info = st.info
-        self._alert.object = st.error
+        self._alert.object = as_markdown(st.error)
         self._alert.visible = bool(st.error)
         if info is None:
             self._title.object = ""
@@ -395,7 +397,7 @@ class Slicer(pn.viewable.Viewer):
         name = info.title or info.path
         self._title.object = (
             f"<b>{_esc(st.file)}</b> : <b>{_esc(info.path)}</b> &nbsp; <span>{_esc(name)} · "
-            f"{shape} · {info.dtype}</span>"
+            f"{shape} · {_esc(info.dtype)}</span>"
         )
         has_axis = st.has_axis
         options: dict[str, int] = {}
@@ -408,7 +410,7 @@ class Slicer(pn.viewable.Viewer):
         finally:
             self._syncing_widgets = False
         self._part.visible = info.kind == "complex"
-        self._notes.object = "<br>".join(_esc(n) for n in info.notes)
+        self._notes.object = "<br>".join(as_markdown(n) for n in info.notes)
         self._notes.visible = bool(info.notes)
 
     def _sync_plane_widgets(self, options: dict[str, int], has_axis: bool) -> None:
@@ -631,7 +633,7 @@ class Slicer(pn.viewable.Viewer):
             )
             if not isinstance(error, DashappError):
                 log.error("slice read failed", exc_info=error)
-            self._alert.object = _esc(message) + (
+            self._alert.object = as_markdown(message) + (
                 "<br><i>The last good picture is still shown.</i>" if self.image else ""
             )
             self._alert.visible = True
@@ -971,9 +973,3 @@ class Slicer(pn.viewable.Viewer):
         if image.notes:
             text += "<br><b>Note:</b> " + "; ".join(_esc(n) for n in image.notes)
         self._status.object = f'<div class="dashapp-status-text">{text}</div>'
-
-
-def _esc(text: str) -> str:
-    import html
-
-    return html.escape(str(text))

@@ -9,7 +9,6 @@ plot shows), so they need no browser and look the same everywhere.
 from __future__ import annotations
 
 import base64
-import html
 import io
 from collections.abc import Callable
 from typing import Any
@@ -22,6 +21,7 @@ from ..data import SliceImage
 from ..provenance import Event, Record
 from .palettes import palette
 from .session import poll
+from .text import escape, for_matplotlib
 
 __all__ = ["TimelinePane", "render_snapshot"]
 
@@ -64,10 +64,11 @@ def render_snapshot(
         extent=(image.x[0], image.x[1], image.y[0], image.y[1]),
         aspect="auto",
     )
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=9)
-    fig.colorbar(shown, ax=ax, label=clabel)
+    # labels from the file: text, never mathtext (a stray "$" would fail the snapshot)
+    ax.set_xlabel(for_matplotlib(xlabel))
+    ax.set_ylabel(for_matplotlib(ylabel))
+    ax.set_title(for_matplotlib(title), fontsize=9)
+    fig.colorbar(shown, ax=ax, label=for_matplotlib(clabel))
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
     return buffer.getvalue()
@@ -204,17 +205,17 @@ class TimelinePane(pn.viewable.Viewer):
     def _card(self, event: Event) -> pn.viewable.Viewable:
         icon = _KIND_ICONS.get(event.kind, "•")
         when = event.time.replace("T", " ")[:19]
-        body = f"<b>{icon} {html.escape(event.title)}</b> <small>{html.escape(when)}</small>"
+        body = f"<b>{icon} {escape(event.title)}</b> <small>{escape(when)}</small>"
         if event.kind == "note" and event.data.get("text"):
-            body += f"<div>{html.escape(event.data['text'])}</div>"
+            body += f"<div>{escape(event.data['text'])}</div>"
         if event.file:
-            body += f"<div><small><code>{html.escape(event.file)}</code></small></div>"
+            body += f"<div><small><code>{escape(event.file)}</code></small></div>"
         for rel in event.attachments:
             if rel.lower().endswith(".png"):
                 try:
                     data = self.record.attachment_path(rel).read_bytes()
                 except Exception:  # a missing attachment: the card says so
-                    body += f"<div><small>(missing {html.escape(rel)})</small></div>"
+                    body += f"<div><small>(missing {escape(rel)})</small></div>"
                     continue
                 b64 = base64.b64encode(data).decode()
                 body += (

@@ -29,7 +29,10 @@ from contextlib import contextmanager
 from typing import Any, ClassVar
 
 import panel as pn
+import param
 from panel.reactive import _syncing
+
+from .text import escape
 
 __all__ = ["ScrubSlider", "StatusText"]
 
@@ -95,10 +98,22 @@ class _PromptIntInput(_Lean, pn.widgets.IntInput):
 
 
 class ScrubSlider(_Lean, pn.widgets.EditableIntSlider):
-    """An :class:`~panel.widgets.EditableIntSlider` (slider plus number box) for scrubbing."""
+    """An :class:`~panel.widgets.EditableIntSlider` (slider plus number box) for scrubbing.
+
+    Its ``label`` is text: Panel puts an editable slider's label into a ``StaticText`` (a Bokeh
+    ``Div``) as HTML, and the slicer's labels are axis names from the file (a dimension
+    scale's ``long_name``), so the label is escaped here (:func:`~dashapp.views.text.escape`).
+    """
 
     _slider_widget = _PromptIntSlider
     _input_widget = _PromptIntInput
+
+    @param.depends("label", watch=True)
+    def _update_name(self) -> None:
+        # Panel's version passes the label to the StaticText unescaped.
+        label = f"{escape(self.label)}:" if self.label else ""
+        margin = (0, 10, 0, 0) if self.label else (0, 0, 0, 0)
+        self._label.param.update(margin=margin, value=label)
 
 
 class StatusText(pn.pane.HTML):

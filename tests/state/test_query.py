@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import h5py
 import pytest
 
 from dashapp.state import SliceState, apply_query, parse_query, to_query
@@ -96,3 +97,103 @@ def test_link_to_a_file_outside_the_root_shows_an_error(root):
     apply_query(st, {"file": "../../etc/passwd", "dataset": "/x"})
     assert "climbs out" in st.error
     assert st.info is None
+
+
+# Every bad value of a link: a sentence naming the key and what was done, and the rest of the
+# view still opens. (key=value pairs added to a good link to /model, 20 x 30 x 50)
+BAD_VALUES = [
+    # (extra query, words the problem must hold, expected state)
+    ({"zoom": "nan,1,2,3"}, ["zoom='nan,1,2,3'", "showing the whole plane"], {"x_range": None}),
+    ({"zoom": "inf,0,1,2"}, ["zoom=", "showing the whole plane"], {"x_range": None}),
+    ({"zoom": "5,5,1,2"}, ["zoom=", "empty region", "whole plane"], {"x_range": None}),
+    ({"vmin": "1", "vmax": "0"}, ["vmin=1 is above vmax=0", "swapped"],
+     {"clim": "manual", "vmin": 0.0, "vmax": 1.0}),
+    ({"vmin": "abc", "vmax": "1"}, ["vmin='abc'", "manual colour limits ignored"],
+     {"clim": "robust", "vmin": None}),
+    ({"vmin": "nan", "vmax": "1"}, ["vmin='nan'", "ignored"], {"vmin": None}),
+    ({"vmax": "3"}, ["vmax without vmin", "ignored"], {"vmax": None}),
+    ({"axis": "99"}, ["axis=99", "showing axis 0"], {"axis": 0}),
+    ({"axis": "two"}, ["axis='two'", "ignored"], {"axis": 0}),
+    ({"index": "-5"}, ["index=-5", "showing index 0"], {"index": 0}),
+    ({"index": "9" * 30}, ["index=999", "showing index 29"], {"index": 29}),
+    ({"dataset": "/history", "d0": "huge"}, ["d0='huge'", "ignored"], {"indices": {0: 0}}),
+    ({"dataset": "/history", "d0": "1e400"}, ["d0='1e400'", "ignored"], {"indices": {0: 0}}),
+    ({"dataset": "/history", "d0": "-1"}, ["d0=-1", "showing index 0"], {"indices": {0: 0}}),
+    ({"d7": "1"}, ["d7=1", "no slider", "ignored"], {"indices": {}}),
+    ({"cmap": "nonexistent"}, ["cmap='nonexistent'", "keeping fire"], {"cmap": "fire"}),
+    ({"dims": "0,0"}, ["dims=0,0", "showing the default plane"], {"display": (0, 2)}),
+    ({"dims": "1.5,2"}, ["dims='1.5,2'", "showing the default plane"], {"display": (0, 2)}),
+    ({"dims": "7,8"}, ["dims=7,8", "showing the default plane"], {"display": (0, 2)}),
+    ({"scale": "weird"}, ["scale='weird'", "ignored"], {"scale": "linear"}),
+    ({"clim": "wild"}, ["clim='wild'", "ignored"], {"clim": "robust"}),
+    ({"follow": "maybe"}, ["follow='maybe'", "ignored"], {"follow": False}),
+    ({"dataset": ""}, ["dataset= is empty", "showing the file's default dataset /model"],
+     {"dataset": "/model"}),
+    ({"dataset": "/nope"}, ["dataset='/nope'", "does not exist",
+                            "showing the file's default dataset /model"], {"dataset": "/model"}),
+    ({"dataset": "/" + "x" * 5000}, ["dataset='/xxx", "5,001 characters", "default dataset"],
+     {"dataset": "/model"}),
+    ({"dataset": "/model\x00"}, ["dataset=", "NUL", "default dataset"], {"dataset": "/model"}),
+    ({"foo": "1"}, ["'foo' is not a setting of the slicer; ignored"], {}),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("extra", "words", "expected"), BAD_VALUES)
+def test_each_bad_value_is_named_and_the_rest_of_the_view_opens(root, extra, words, expected):
+    st = SliceState(root=str(root))
+    query = {"file": "runs/inv.h5", "dataset": "/model", "axis": "1", "cmap": "kbc", **extra}
+    problems = apply_query(st, query)
+    assert len(problems) == 1, problems
+    for word in words:
+        assert word in problems[0], (word, problems[0])
+    assert st.info is not None  # the picture opens
+    assert st.error == ""
+    for key, value in expected.items():
+        assert getattr(st, key) == value, key
+    if "cmap" not in extra:
+        assert st.cmap == "kbc"  # the rest of the link was applied
+    if "axis" not in extra and st.ndim == 3:
+        assert st.axis == 1
+
+
+@pytest.mark.parametrize(
+    ("file", "words"),
+    [
+        ("a" * 5000, ["file='aaa", "(5,000 characters)", "longer than any path", "no file"]),
+        ("runs/" + "b" * 300 + ".h5", ["file=", "longer than 255 bytes", "no file"]),
+        ("runs/inv.h5\x00.txt", ["file=", "NUL", "no file"]),
+    ],
+)
+def test_a_file_value_no_path_can_have_is_refused_before_the_filesystem(root, file, words):
+    st = SliceState(root=str(root))
+    problems = apply_query(st, {"file": file, "dataset": "/model", "zoom": "nan,1,2,3"})
+    assert len(problems) == 2, problems  # the file, and the zoom
+    for word in words:
+        assert word in problems[0]
+    assert (st.file, st.info) == ("", None)
+
+
+def test_a_link_to_a_dataset_that_is_no_image_says_why_as_a_click_does(root):
+    with h5py.File(root / "runs" / "inv.h5", "a") as f:
+        f["note"] = "a text dataset"
+    st = SliceState(root=str(root))
+    assert apply_query(st, {"file": "runs/inv.h5", "dataset": "/note"}) == []
+    assert st.dataset == "/note"
+    assert "holds text" in st.error
+
+
+def test_a_link_without_a_dataset_opens_the_default_one_as_a_click_does(root):
+    st = SliceState(root=str(root))
+    assert apply_query(st, {"file": "runs/inv.h5", "axis": "2"}) == []
+    assert (st.dataset, st.axis) == ("/model", 2)
+
+
+def test_keys_of_the_server_are_not_reported_and_many_bad_keys_make_a_short_message(root):
+    st = SliceState(root=str(root))
+    query = {"file": "runs/inv.h5", "token": "s3cret", "bokeh-app-path": "/slicer"}
+    assert apply_query(st, query) == []
+    many = {"file": "runs/inv.h5", **{f"k{i}": "1" for i in range(10_000)}}
+    problems = apply_query(st, many)
+    assert len(problems) == 12
+    assert problems[-1] == "and 9,989 more values that were ignored"
+    assert st.dataset == "/model"

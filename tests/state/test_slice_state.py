@@ -73,9 +73,10 @@ def test_apply_view_clamps_and_explains(root):
     assert st.axis == 1
     assert st.index == 5
     assert st.indices == {0: 3}
-    assert any("axis 9 does not exist" in n for n in notes)
-    assert any("index 500 is outside 0-5" in n for n in notes)
-    assert any("dim 2 has no slider" in n for n in notes)
+    assert any("axis=9 does not exist" in n for n in notes)
+    assert any("index=500 is outside 0-5; showing index 5" in n for n in notes)
+    assert any("d0=99 is outside 0-3; showing index 3" in n for n in notes)
+    assert any("d2=1: dim 2 has no slider" in n for n in notes)
 
 
 def test_bad_files_and_datasets_set_a_clear_error(root):

@@ -60,9 +60,9 @@ def test_builds_bokeh_models_with_image_colorbar_and_labels(vol):
     assert len(images) == 1
     assert len(list(root.select({"type": ColorBar}))) == 1  # the one of the scale in use
     fig = slicer.plot.figure
-    assert fig.xaxis[0].axis_label == "y (m)"
-    assert fig.yaxis[0].axis_label == "z (m)"
-    assert slicer.plot.colorbar.title == "model (S/m)"
+    assert fig.xaxis[0].axis_label.text == "y (m)"  # PlainText: never typeset as TeX
+    assert fig.yaxis[0].axis_label.text == "z (m)"
+    assert slicer.plot.colorbar.title.text == "model (S/m)"
     labels = [label for label, _ in slicer.plot.hover.tooltips]
     assert labels == ["y (m)", "z (m)", "model (S/m)"]
     assert _image(slicer).shape == (20, 30)
