@@ -134,11 +134,12 @@ def serve_slicer_page(argv: list[str] | None = None) -> Any:
                 )
             root = resolve_root(root)
         except (CapsuleError, SystemExit) as exc:  # a page that says why, not a dead session
+            from .views.text import TextAlert, as_markdown
+
+            message = f"{exc} (Serve it with --root FOLDER for its data.)"  # quotes the capsule
             pn.Column(
                 "# dashapp · capsule",
-                pn.pane.Alert(
-                    f"{exc} (Serve it with --root FOLDER for its data.)", alert_type="danger"
-                ),
+                TextAlert(as_markdown(message), alert_type="danger"),
             ).servable()
             return None
         app = SlicerApp(root, query=_query(), record=capsule.record, read_only=True)

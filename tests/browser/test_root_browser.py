@@ -38,19 +38,22 @@ def test_soft_link_through_external_link_out_of_the_root_is_refused_in_the_page(
     assert server.alive()
 
 
-def test_a_capsule_naming_root_slash_is_not_served(serve, page: Page, tmp_path):
+@pytest.mark.parametrize("named", ["/", '/<img src=x onerror="window.__xss=1">'])
+def test_a_capsule_naming_root_slash_is_not_served(serve, page: Page, tmp_path, named):
     """``dashapp serve --capsule C`` where C's manifest says ``"root": "/"`` and packs nothing:
-    the page says why; it never lists the machine's folders."""
+    the page says why; it never lists the machine's folders, and the root it quotes is text."""
     import json
     import zipfile
 
     capsule = tmp_path / "evil.capsule.zip"
     with zipfile.ZipFile(capsule, "w") as zf:
         zf.writestr("record.jsonl", "")
-        manifest = {"format": "dashapp-capsule", "version": 1, "dashapp": "0.1.0", "root": "/"}
+        manifest = {"format": "dashapp-capsule", "version": 1, "dashapp": "0.1.0", "root": named}
         zf.writestr("manifest.json", json.dumps(manifest))
     server = serve(None, options=["--args", "--capsule", str(capsule)])
     page.goto(server.url)
     expect(page.get_by_text("input files were not packed").first).to_be_visible(timeout=TIMEOUT)
     expect(page.get_by_text("etc", exact=True)).to_have_count(0)
+    assert page.evaluate("window.__xss") is None
+    expect(page.locator("img[src=x]")).to_have_count(0)
     assert server.alive()
