@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import os
 import time
 from collections.abc import Callable
 
@@ -11,6 +12,7 @@ import panel_material_ui as pmui
 import param
 
 from ..data import DashappError, Entry, Node
+from ..data.fsguard import bounded
 from ..state import BrowserState
 from .session import on_session
 
@@ -60,7 +62,8 @@ def entry_items(entries: list[Entry], parent: str | None) -> list[dict]:
             }
         if e.problem:
             item["secondary"] = f"⚠ {e.problem}"
-            item["disabled"] = True
+            # A pipe or device stays clickable: the click says in full why it does not open.
+            item["disabled"] = not e.special
         items.append(item)
     return items
 
@@ -212,11 +215,13 @@ class FileBrowser(pn.viewable.Viewer):
         self._doc = doc if doc is not None and doc.session_context is not None else None
         if self._doc is None:  # a notebook: the browser is a server-app feature
             return
-        paths = []
+        root, folder, file = self.state.root, self.state.folder, self.state.file
+
+        def where() -> list:
+            return [resolve(root, folder)] + ([resolve(root, file)] if file else [])
+
         try:
-            paths.append(resolve(self.state.root, self.state.folder))
-            if self.state.file:
-                paths.append(resolve(self.state.root, self.state.file))
+            paths = bounded(where, key=os.path.join(root, file or folder), what="watching it")
         except DashappError:
             return
         self._watch_id = WATCHES.subscribe(paths, self._changed)
@@ -230,8 +235,13 @@ class FileBrowser(pn.viewable.Viewer):
         from ..data import resolve
 
         self.state.refresh()
+        st = self.state
         try:
-            open_file = resolve(self.state.root, self.state.file) if self.state.file else None
+            open_file = (
+                bounded(resolve, st.root, st.file, key=os.path.join(st.root, st.file))
+                if st.file
+                else None
+            )
         except Exception:
             open_file = None
         # The tree of a file being written changes with each iteration; re-read it at most

@@ -33,6 +33,7 @@ from ..data import (
     relative_to_root,
     release_reads,
 )
+from ..data.fsguard import bounded
 from ..state import CMAPS, SliceState, resolve_limits, suggest_scale
 from ..state.latest import EXECUTOR, LatestOnly
 from .notebook import ensure_notebook_extension
@@ -571,7 +572,10 @@ class Slicer(pn.viewable.Viewer):
         t0 = time.perf_counter()
         pyramid = PYRAMIDS.get(info) if PYRAMIDS.wanted(info) else None
         with reading_for(self._reads):
-            image = read_slice(info, request, root, pyramid=pyramid, prefetch=direction)
+            # Bounded: a hung mount shows "the filesystem did not answer" in this session's
+            # alert, and this session's reads go on (its read thread is not stuck forever).
+            read = partial(read_slice, info, request, root, pyramid=pyramid, prefetch=direction)
+            image = bounded(read, key=info.file, what="reading the slice")
         self._read_ms = (time.perf_counter() - t0) * 1000
         return image
 
