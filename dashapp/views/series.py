@@ -7,6 +7,8 @@ redrawn whenever the slicer reloads the file, so it grows with a running inversi
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import panel as pn
 import param
@@ -15,6 +17,7 @@ from bokeh.plotting import figure
 
 from ..data import DashappError, open_file, resolve
 from ..data.files import refresh_once
+from ..data.fsguard import bounded
 from ..state import SliceState
 
 __all__ = ["SERIES_NAMES", "ConvergencePlot", "read_series"]
@@ -90,7 +93,11 @@ class ConvergencePlot(pn.viewable.Viewer):
         series: dict[str, np.ndarray] = {}
         if st.file:
             try:
-                series = read_series(resolve(st.root, st.file))
+                series = bounded(
+                    lambda: read_series(resolve(st.root, st.file)),
+                    key=os.path.join(st.root, st.file),
+                    what="reading the convergence series",
+                )
             except DashappError:
                 series = {}
         for label, source in self._sources.items():
