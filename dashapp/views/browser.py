@@ -16,7 +16,7 @@ from ..data.fsguard import bounded
 from ..state import BrowserState
 from .session import on_session
 
-__all__ = ["FileBrowser", "entry_items", "tree_items"]
+__all__ = ["PAGE", "FileBrowser", "entry_items", "tree_items"]
 
 _KIND_ICONS = {
     "group": "folder",
@@ -37,8 +37,20 @@ def _size(n: int) -> str:
     return f"{n} B"  # pragma: no cover
 
 
-def entry_items(entries: list[Entry], parent: str | None) -> list[dict]:
-    """Tree items for a folder listing: '..' first (when not at the root), folders, files."""
+#: Folder entries shown at once. A tree of 10,000 rows took the browser most of a minute to
+#: draw and as long again per click (docs/performance.md); past this many, a last row shows
+#: the next page.
+PAGE = 500
+
+
+def entry_items(entries: list[Entry], parent: str | None, limit: int | None = PAGE) -> list[dict]:
+    """Tree items for a folder listing: '..' first (when not at the root), folders, files.
+
+    At most ``limit`` entries (None: all); a last row ``more:<n>`` offers the next page.
+    """
+    rest = len(entries) - limit if limit is not None and len(entries) > limit else 0
+    if rest:
+        entries = entries[:limit]
     items: list[dict] = []
     if parent is not None:
         items.append(
@@ -65,6 +77,15 @@ def entry_items(entries: list[Entry], parent: str | None) -> list[dict]:
             # A pipe or device stays clickable: the click says in full why it does not open.
             item["disabled"] = not e.special
         items.append(item)
+    if rest:
+        items.append(
+            {
+                "id": f"more:{limit + PAGE}",
+                "label": f"… {rest:,} more",
+                "icon": "more_horiz",
+                "secondary": f"show {min(rest, PAGE):,} more (sorted by name)",
+            }
+        )
     return items
 
 
@@ -173,6 +194,7 @@ class FileBrowser(pn.viewable.Viewer):
         self._watch_id: int | None = None
         self._doc = None
         self._tree_due = 0.0
+        self._limit = PAGE
         self.state.param.watch(self._watch_folder, ["folder", "file"])
         self.state.param.watch(self._show_entries, ["entries", "folder"])
         self.state.param.watch(self._show_tree, ["tree", "file"])
@@ -254,7 +276,9 @@ class FileBrowser(pn.viewable.Viewer):
         st = self.state
         crumbs = " / ".join(html.escape(p) for p in st.folder.split("/")) if st.folder else ""
         self._where.object = f"<b>Files</b> &nbsp;<code>/{crumbs}</code>"
-        self._entries.items = entry_items(st.entries, st.parent)
+        if not events or any(getattr(e, "name", None) == "folder" for e in events):
+            self._limit = PAGE  # a new folder starts at its first page
+        self._entries.items = entry_items(st.entries, st.parent, self._limit)
 
     def _show_tree(self, *events) -> None:
         st = self.state
@@ -277,6 +301,10 @@ class FileBrowser(pn.viewable.Viewer):
             return
         ident = event.new[0]["id"] if isinstance(event.new, list) else event.new["id"]
         kind, _, rel = ident.partition(":")
+        if kind == "more":
+            self._limit = int(rel)
+            self._show_entries(None)
+            return
         try:
             self.state.open(rel)
         except DashappError as exc:
