@@ -7,7 +7,6 @@ that asked one sentence ("the filesystem did not answer in N s"), not freeze the
 
 from __future__ import annotations
 
-import contextlib
 import os
 
 import param
@@ -58,16 +57,21 @@ class BrowserState(param.Parameterized):
             self.tree = None
             self.error = str(exc)
 
-    def refresh_tree(self) -> None:
+    def refresh_tree(self) -> bool:
         """Read the open file's tree again after a writer changed it.
 
         While the writer holds the file (or it is half-written) the last tree stays: the
-        slicer reports the file's state; the browser should not flicker.
+        slicer reports the file's state; the browser should not flicker. Returns False when
+        the tree could not be read (the caller tries again later: a writer that crashed
+        changes nothing on disk when it dies, so no change event would come).
         """
         if not self.file:
-            return
-        with contextlib.suppress(DashappError):
+            return True
+        try:
             self.tree = self._tree_of(self.file)
+        except DashappError:
+            return False
+        return True
 
     def _key(self, relpath: str) -> str:
         return os.path.join(self.root, relpath)

@@ -195,6 +195,7 @@ class FileBrowser(pn.viewable.Viewer):
         self._doc = None
         self._tree_due = 0.0
         self._limit = PAGE
+        self._tree_retry = False
         self.state.param.watch(self._watch_folder, ["folder", "file"])
         self.state.param.watch(self._show_entries, ["entries", "folder"])
         self.state.param.watch(self._show_tree, ["tree", "file"])
@@ -270,7 +271,20 @@ class FileBrowser(pn.viewable.Viewer):
         # every 2 s (a big file's tree takes a while to walk).
         if open_file is not None and open_file in paths and time.monotonic() > self._tree_due:
             self._tree_due = time.monotonic() + 2.0
-            self.state.refresh_tree()
+            self._refresh_tree()
+
+    def _refresh_tree(self, delay: float = 0.0) -> None:
+        """Read the tree again; while it cannot be read (a writer holds the file), try again
+        every 2 s: a writer that dies without closing the file changes nothing on disk, so
+        no change would ever bring the current shape."""
+        self._tree_retry = False
+        if self.state.refresh_tree() or self._doc is None:
+            return
+        self._tree_retry = on_session(self._doc, self._retry_tree, 2.0)
+
+    def _retry_tree(self) -> None:
+        if self._tree_retry and self._doc is not None:
+            self._refresh_tree()
 
     def _show_entries(self, *events) -> None:
         st = self.state

@@ -98,3 +98,37 @@ def test_a_file_that_does_not_answer_costs_only_its_session(serve, context, root
             f"first session told after {told:.1f} s"
         )
     assert server.alive()
+
+
+_CRASHING_WRITER = r"""
+import os, signal, sys, time
+import h5py
+with h5py.File(sys.argv[1], "a") as f:  # HDF5's default lock: readers are told it is busy
+    d = f["model"]
+    d.resize((5, 10, 10))
+    d[2:] = 7.0
+    f.flush()
+    time.sleep(3)  # the browser sees the change while the file is still held ...
+    os.kill(os.getpid(), signal.SIGKILL)  # ... then the writer dies without closing it
+"""
+
+
+def test_the_tree_shows_the_current_shape_after_its_writer_dies(serve, page: Page, tmp_path):
+    import subprocess
+    import sys
+
+    import h5py
+    import numpy as np
+
+    root = tmp_path / "live"
+    root.mkdir()
+    with h5py.File(root / "run.h5", "w") as f:
+        f.create_dataset("model", data=np.ones((2, 10, 10), "f4"), maxshape=(None, 10, 10))
+    server = serve(root)
+    page.goto(server.url + "?file=run.h5&dataset=/model", timeout=TIMEOUT)
+    tree = page.locator(".dashapp-tree").first
+    expect(tree).to_contain_text("2 × 10 × 10", timeout=TIMEOUT)
+    writer = subprocess.run([sys.executable, "-c", _CRASHING_WRITER, str(root / "run.h5")])
+    assert writer.returncode == -9  # killed, the file never closed
+    expect(tree).to_contain_text("5 × 10 × 10", timeout=TIMEOUT)
+    assert server.alive()
