@@ -245,9 +245,9 @@ class FileBrowser(pn.viewable.Viewer):
 
         try:
             paths = bounded(where, key=os.path.join(root, file or folder), what="watching it")
+            self._watch_id = WATCHES.subscribe(paths, self._changed)
         except DashappError:
             return
-        self._watch_id = WATCHES.subscribe(paths, self._changed)
 
     def _changed(self, paths: set) -> None:
         doc = self._doc

@@ -770,7 +770,11 @@ class Slicer(pn.viewable.Viewer):
                 self._loop = asyncio.get_event_loop()
             except RuntimeError:
                 self._loop = None
-        self._watch_id = WATCHES.subscribe([path], self._file_changed)
+        try:
+            self._watch_id = WATCHES.subscribe([path], self._file_changed)
+        except DashappError:  # the filesystem did not answer: the load's alert says so
+            self._show_live()
+            return
         mode = WATCHES.mode_of(self._watch_id)
         self._watch_label = mode.label if mode else ""
         self._show_live()
