@@ -854,7 +854,11 @@ class Slicer(pn.viewable.Viewer):
         if info is None or not PYRAMIDS.wanted(info):
             self._show_build(None)
             return
-        status = PYRAMIDS.ensure(info)
+        try:  # looks for levels on disk (stats the file): bounded, as it runs on the loop
+            status = bounded(PYRAMIDS.ensure, info, key=info.file, what="finding overviews")
+        except DashappError:
+            self._show_build(None)
+            return
         self._show_build(status)
         if status.state in ("queued", "building") and self._build_watch is None:
             try:
@@ -868,7 +872,14 @@ class Slicer(pn.viewable.Viewer):
 
     def _poll_build(self) -> None:
         info = self.state.info
-        status = PYRAMIDS.status(info) if info is not None else None
+        try:
+            status = (
+                bounded(PYRAMIDS.status, info, key=info.file, what="finding overviews")
+                if info is not None
+                else None
+            )
+        except DashappError:
+            return  # asked again at the next poll
         self._show_build(status)
         if status is None or status.state not in ("queued", "building"):
             if self._build_watch is not None:
