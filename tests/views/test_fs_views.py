@@ -42,3 +42,25 @@ def test_a_pipe_is_listed_clickable_and_a_click_says_what_it_is(tmp_path):
         assert browser._error.visible
     finally:
         unblock(fifo)
+
+
+def test_a_slice_read_that_hangs_ends_in_the_alert(tmp_path, monkeypatch):
+    from dashapp.data import HANDLES
+    from dashapp.state import SliceState
+    from dashapp.views.slicer import Slicer
+
+    from ..fixtures import write_volume
+    from ..special_files import hung_open
+
+    write_volume(tmp_path / "run.h5")
+    slicer = Slicer(state=SliceState(root=str(tmp_path), file="run.h5", dataset="/model"))
+    assert slicer.image is not None
+    monkeypatch.setenv("DASHAPP_FS_TIMEOUT", "0.5")
+    HANDLES.clear()  # the next read opens the file again
+    with hung_open(tmp_path / "run.h5"):
+        slicer.state.index = 3
+        assert slicer._alert.visible
+        assert "The filesystem did not answer in 0.5 s while reading the slice" in (
+            slicer._alert.object
+        )
+        assert "The last good picture is still shown" in slicer._alert.object
