@@ -267,17 +267,30 @@ class FileBrowser(pn.viewable.Viewer):
             )
         except Exception:
             open_file = None
-        # The tree of a file being written changes with each iteration; re-read it at most
-        # every 2 s (a big file's tree takes a while to walk).
-        if open_file is not None and open_file in paths and time.monotonic() > self._tree_due:
-            self._tree_due = time.monotonic() + 2.0
-            self._refresh_tree()
+        if open_file is not None and open_file in paths:
+            self._tree_soon()
 
-    def _refresh_tree(self, delay: float = 0.0) -> None:
+    def _tree_soon(self) -> None:
+        """Read the tree again now or, within 2 s of the last read, once they have passed.
+
+        The tree of a file being written changes with each iteration; a big file's tree takes
+        a while to walk, so it is read at most every 2 s, and a change inside those 2 s is
+        read at their end: the last change a writer makes is shown even if none follows.
+        """
+        if self._tree_retry:  # a read is already due
+            return
+        wait = self._tree_due - time.monotonic()
+        if wait <= 0 or self._doc is None:
+            self._refresh_tree()
+        else:
+            self._tree_retry = on_session(self._doc, self._retry_tree, wait)
+
+    def _refresh_tree(self) -> None:
         """Read the tree again; while it cannot be read (a writer holds the file), try again
         every 2 s: a writer that dies without closing the file changes nothing on disk, so
         no change would ever bring the current shape."""
         self._tree_retry = False
+        self._tree_due = time.monotonic() + 2.0
         if self.state.refresh_tree() or self._doc is None:
             return
         self._tree_retry = on_session(self._doc, self._retry_tree, 2.0)

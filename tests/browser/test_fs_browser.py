@@ -131,4 +131,11 @@ def test_the_tree_shows_the_current_shape_after_its_writer_dies(serve, page: Pag
     writer = subprocess.run([sys.executable, "-c", _CRASHING_WRITER, str(root / "run.h5")])
     assert writer.returncode == -9  # killed, the file never closed
     expect(tree).to_contain_text("5 × 10 × 10", timeout=TIMEOUT)
+    # Two quick writes, then nothing: the tree shows the last one (it is read at most every
+    # 2 s; a change inside those 2 s used to be dropped).
+    for rows in (6, 7):
+        time.sleep(0.5)
+        with h5py.File(root / "run.h5", "a") as f:
+            f["model"].resize((rows, 10, 10))
+    expect(tree).to_contain_text("7 × 10 × 10", timeout=TIMEOUT)
     assert server.alive()
