@@ -35,8 +35,10 @@ T = TypeVar("T")
 
 #: Hung calls (threads blocked in the kernel) kept at most; more are refused without a thread.
 MAX_HUNG = 16
-#: Worker threads: room for every hung call plus as many healthy ones.
-_POOL = ThreadPoolExecutor(max_workers=2 * MAX_HUNG, thread_name_prefix="dashapp-fs")
+#: Worker threads (started only when needed): room for the hung calls plus one call for each
+#: of the 64 slice-read threads of ``state.latest.EXECUTOR``, so that healthy calls do not
+#: queue behind each other until their deadline passes.
+_POOL = ThreadPoolExecutor(max_workers=MAX_HUNG + 64, thread_name_prefix="dashapp-fs")
 _LOCK = threading.Lock()
 #: key -> number of calls on it that outlived their deadline and have not returned yet.
 _HUNG: dict[str, int] = {}
