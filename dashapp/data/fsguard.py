@@ -10,8 +10,9 @@ answer in N s".
 The thread of a hung call cannot be stopped; it stays blocked until the kernel lets go. So that
 such threads cannot pile up:
 
-- a call on a path (``key``) whose last call is still hung is refused at once, with the same
-  sentence, instead of starting another thread that would hang the same way;
+- a call on a path (``key``) with a call still hung on it, or on a folder above it, is refused
+  at once, with the same sentence, instead of starting another thread that would hang the
+  same way;
 - at most :data:`MAX_HUNG` hung calls are kept; beyond that every guarded call is refused at once
   until one of them returns.
 """
@@ -58,6 +59,17 @@ def hung_calls() -> dict[str, int]:
         return dict(_HUNG)
 
 
+def _hung_at(key: str) -> bool:
+    """A call on ``key`` or on a folder above it is hung (a hung folder: a hung mount)."""
+    while True:
+        if _HUNG.get(key):
+            return True
+        parent = os.path.dirname(key)
+        if parent == key or not parent:
+            return False
+        key = parent
+
+
 def _sentence(name: str, timeout: float, what: str) -> str:
     doing = f" while {what}" if what else ""
     return (
@@ -97,7 +109,7 @@ def bounded(
     k = os.fspath(key) if key is not None else ""
     name = (Path(k).name or k) if k else "a file"
     with _LOCK:
-        if k and _HUNG.get(k):
+        if k and _hung_at(k):
             raise FilesystemTimeout(_sentence(name, timeout, what))
         if sum(_HUNG.values()) >= MAX_HUNG:
             raise FilesystemTimeout(

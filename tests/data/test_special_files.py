@@ -111,6 +111,9 @@ def test_a_hung_open_is_bounded_and_its_key_refused_until_it_returns(tmp_path):
         fsguard.bounded(open, fifo, "rb", key=key, timeout=0.5)
     assert time.monotonic() - t0 < 0.2  # refused without starting another stuck thread
     assert fsguard.bounded(sum, [1], key=str(tmp_path / "other")) == 1  # other paths go on
+    assert fsguard.bounded(sum, [1], key=str(tmp_path)) == 1  # and the folder above it
+    with pytest.raises(FilesystemTimeout):  # but not what lies below a hung path
+        fsguard.bounded(sum, [1], key=str(fifo / "inside"), timeout=0.5)
     unblock(fifo)  # the "mount" answers again: the stuck thread returns, the path is usable
     deadline = time.monotonic() + 5
     while fsguard.hung_calls() and time.monotonic() < deadline:
