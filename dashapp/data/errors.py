@@ -11,8 +11,10 @@ __all__ = [
     "BrokenLink",
     "DashappError",
     "FileBusy",
+    "FilesystemTimeout",
     "NotFound",
     "NotHDF5",
+    "NotRegularFile",
     "OutsideRoot",
     "Unsupported",
 ]
@@ -44,3 +46,11 @@ class Unsupported(DashappError, TypeError):
 
 class BrokenLink(NotFound):
     """A soft or external link points at something that does not exist."""
+
+
+class NotRegularFile(NotHDF5):
+    """A path is a named pipe, socket or device: opening it could wait forever, so it is not."""
+
+
+class FilesystemTimeout(DashappError, TimeoutError):
+    """The filesystem did not answer in time (a hung or overloaded network mount)."""

@@ -25,7 +25,7 @@ import h5py
 import hdf5plugin  # noqa: F401
 
 from .errors import DashappError, FileBusy, NotFound, NotHDF5
-from .paths import check_hdf5_signature
+from .paths import check_hdf5_signature, check_regular_file, open_regular
 
 __all__ = ["HANDLES", "HandleCache", "h5_errors", "open_file", "swmr_writer_active", "writer_pid"]
 
@@ -127,7 +127,7 @@ def swmr_writer_active(path: str | os.PathLike[str]) -> bool:
     from .paths import _HDF5_SIGNATURE, _SIGNATURE_OFFSETS
 
     try:
-        with open(path, "rb") as fh:
+        with open_regular(path) as fh:
             for offset in _SIGNATURE_OFFSETS:
                 fh.seek(offset)
                 head = fh.read(12)
@@ -135,7 +135,7 @@ def swmr_writer_active(path: str | os.PathLike[str]) -> bool:
                     return False
                 if head[:8] == _HDF5_SIGNATURE:
                     return head[8] >= 2 and bool(head[11] & 0x04)
-    except OSError:
+    except (OSError, DashappError):
         return False
     return False
 
@@ -195,9 +195,10 @@ class _Handle:
 
 
 def _stamp(path: Path) -> tuple[int, int, int]:
+    # Refuses pipes and devices before anything opens them (an open would wait for a writer).
     try:
-        st = path.stat()
-    except FileNotFoundError as exc:
+        st = check_regular_file(path)
+    except NotFound as exc:
         raise NotFound(f"{path.name} no longer exists.") from exc
     return (st.st_size, st.st_mtime_ns, st.st_ino)
 

@@ -7,17 +7,21 @@ refuses ``..``, absolute paths and symlinks whose target lies outside the root.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import BinaryIO
 
-from .errors import NotFound, NotHDF5, OutsideRoot
+from .errors import NotFound, NotHDF5, NotRegularFile, OutsideRoot
 
 __all__ = [
     "HDF5_EXTENSIONS",
     "Entry",
     "check_hdf5_signature",
+    "check_regular_file",
     "has_hdf5_signature",
     "list_folder",
     "relative_to_root",
@@ -48,6 +52,8 @@ class Entry:
     mtime: float
     #: Why the entry cannot be opened, or "" when it can (e.g. a symlink leading out of the root).
     problem: str = ""
+    #: For a pipe, socket or device with an HDF5 name: what it is ("a named pipe"); else "".
+    special: str = ""
 
 
 def _root(root: str | os.PathLike[str]) -> Path:
@@ -107,10 +113,85 @@ def relative_to_root(root: str | os.PathLike[str], path: str | os.PathLike[str])
     return real.relative_to(base).as_posix()
 
 
-def has_hdf5_signature(path: str | os.PathLike[str]) -> bool:
-    """True if the file starts (after an optional user block) with the HDF5 signature."""
+def special_kind(mode: int) -> str:
+    """What a non-regular file is, in words ("a named pipe"), or "" for a regular file."""
+    if stat.S_ISREG(mode):
+        return ""
+    if stat.S_ISFIFO(mode):
+        return "a named pipe"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode):
+        return "a character device"
+    if stat.S_ISBLK(mode):
+        return "a block device"
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    return "a special file"
+
+
+def _not_regular(name: str, kind: str) -> NotRegularFile:
+    return NotRegularFile(
+        f"{name} is {kind}, not a file: dashapp opens only regular files (reading {kind} "
+        "could wait forever for a writer, or never end)."
+    )
+
+
+def check_regular_file(path: str | os.PathLike[str]) -> os.stat_result:
+    """``os.stat`` of ``path``, raising :class:`NotRegularFile` for pipes, sockets and devices.
+
+    Opening a named pipe waits until a writer appears, and reading a device may never end; a
+    path named ``run.h5`` can be either. ``stat`` tells without opening anything.
+    """
+    p = Path(path)
     try:
-        with open(path, "rb") as fh:
+        st = os.stat(p)
+    except FileNotFoundError as exc:
+        raise NotFound(f"{p.name} does not exist.") from exc
+    except PermissionError as exc:
+        raise NotHDF5(f"{p.name}: permission denied ({exc.strerror}).") from exc
+    except OSError as exc:
+        raise NotFound(f"{p.name}: cannot be read ({exc.strerror}).") from exc
+    kind = special_kind(st.st_mode)
+    if kind:
+        raise _not_regular(p.name, kind)
+    return st
+
+
+@contextlib.contextmanager
+def open_regular(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
+    """Open a regular file for reading, never blocking on a pipe or device put in its place.
+
+    The ``O_NONBLOCK`` open returns at once for a pipe swapped in after :func:`check_regular_file`
+    (``fstat`` then refuses it). A regular file whose open would wait (a lease being broken,
+    a hung mount) is opened normally: callers on a server bound that wait with
+    :func:`~dashapp.data.fsguard.bounded`.
+    """
+    p = Path(path)
+    try:
+        fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except BlockingIOError:
+        fd = os.open(p, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        kind = special_kind(os.fstat(fd).st_mode)
+        if kind:
+            raise _not_regular(p.name, kind)
+        os.set_blocking(fd, True)
+        fh = os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+    with fh:
+        yield fh
+
+
+def has_hdf5_signature(path: str | os.PathLike[str]) -> bool:
+    """True if the file starts (after an optional user block) with the HDF5 signature.
+
+    False for anything that is not a regular file (a pipe is never opened).
+    """
+    try:
+        with open_regular(path) as fh:
             for offset in _SIGNATURE_OFFSETS:
                 fh.seek(offset)
                 head = fh.read(8)
@@ -118,7 +199,7 @@ def has_hdf5_signature(path: str | os.PathLike[str]) -> bool:
                     return False
                 if head == _HDF5_SIGNATURE:
                     return True
-    except OSError:
+    except (OSError, NotRegularFile):
         return False
     return False
 
@@ -130,9 +211,9 @@ def check_hdf5_signature(path: str | os.PathLike[str]) -> None:
     netCDF-3 classic, and empty files, so the message can say what the file *is*.
     """
     p = Path(path)
+    size = check_regular_file(p).st_size
     try:
-        size = p.stat().st_size
-        with open(p, "rb") as fh:
+        with open_regular(p) as fh:
             head = fh.read(8)
     except PermissionError as exc:
         raise NotHDF5(f"{p.name}: permission denied ({exc.strerror}).") from exc
@@ -168,8 +249,10 @@ def list_folder(root: str | os.PathLike[str], relpath: str = "") -> list[Entry]:
     """List the sub-folders and HDF5 files of a folder under ``root``.
 
     Files are listed when their extension is one of :data:`HDF5_EXTENSIONS` or, for other names,
-    when they carry the HDF5 signature. Hidden entries (dot files) are skipped. Symlinks leading
-    out of the root are listed with a ``problem`` so the user sees why they cannot be opened.
+    when they carry the HDF5 signature. Pipes, sockets and devices are never opened; those with
+    an HDF5 extension are listed with a ``problem`` saying what they are. Hidden entries (dot
+    files) are skipped. Symlinks leading out of the root are listed with a ``problem`` so the
+    user sees why they cannot be opened.
     Folders come first, then files, each sorted by name.
     """
     base = _root(root)
@@ -208,4 +291,10 @@ def list_folder(root: str | os.PathLike[str], relpath: str = "") -> list[Entry]:
             sniffed += sniff
             if _is_listed_file(path, sniff):
                 files.append(Entry(entry.name, rel, "file", st.st_size, st.st_mtime, problem))
+        elif Path(entry.name).suffix.lower() in HDF5_EXTENSIONS:
+            # A pipe or device named like an HDF5 file: listed (so the user sees why it does
+            # not open) but never opened, not even to look for a signature.
+            kind = special_kind(st.st_mode)
+            problem = problem or f"{kind}, not a file"
+            files.append(Entry(entry.name, rel, "file", 0, st.st_mtime, problem, special=kind))
     return folders + files

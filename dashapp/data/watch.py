@@ -103,6 +103,13 @@ class _Subscription:
     paths: frozenset[Path]
     callback: Callable[[set[Path]], None]
     mode: WatchMode
+    #: The folders watched for ``paths`` (a folder itself, a file's parent), found once.
+    folders: frozenset[Path] = frozenset()
+
+
+def _where(paths: Iterable[str | os.PathLike[str]]) -> tuple[frozenset[Path], frozenset[Path]]:
+    real = frozenset(Path(os.path.realpath(p)) for p in paths)
+    return real, frozenset(p if p.is_dir() else p.parent for p in real)
 
 
 class _Loop:
@@ -134,7 +141,9 @@ class _Loop:
     def halt(self) -> None:
         self.stop.set()
         if self.thread is not None and self.thread is not threading.current_thread():
-            self.thread.join(timeout=5)
+            # Short: this runs on a server's event loop, and a poll stuck on a hung mount
+            # must not hold it (the old thread ends by itself once the filesystem answers).
+            self.thread.join(timeout=1)
         self.thread = None
 
     def _run(self, folders: frozenset[Path], stop: threading.Event) -> None:
@@ -183,11 +192,21 @@ class WatchHub:
 
         A file is watched through its folder (so it is seen when it is replaced, deleted or
         created again); a folder's own entries count as its changes. Returns a handle for
-        :meth:`unsubscribe`.
+        :meth:`unsubscribe`. Raises :class:`~dashapp.data.errors.FilesystemTimeout` if the
+        filesystem does not answer.
         """
-        real = frozenset(Path(os.path.realpath(p)) for p in paths)
-        anchor = next(iter(real), Path("."))
-        sub = _Subscription(real, callback, watch_mode(anchor))
+        from .fsguard import bounded
+
+        paths = list(paths)
+
+        def where() -> tuple[frozenset[Path], frozenset[Path], WatchMode]:
+            real, folders = _where(paths)
+            return real, folders, watch_mode(next(iter(real), Path(".")))
+
+        # stat and realpath: bounded, as subscribers call this from a server's event loop
+        key = os.fspath(paths[0]) if paths else None
+        real, folders, mode = bounded(where, key=key, what="watching it")
+        sub = _Subscription(real, callback, mode, folders)
         with self._lock:
             sid = next(self._ids)
             self._subs[sid] = sub
@@ -217,8 +236,7 @@ class WatchHub:
                 for sub in self._subs.values():
                     key = (sub.mode.mode, sub.mode.interval)
                     modes[key] = sub.mode
-                    for p in sub.paths:
-                        wanted.setdefault(key, set()).add(p if p.is_dir() else p.parent)
+                    wanted.setdefault(key, set()).update(sub.folders)
             for key in list(self._loops):
                 if key not in wanted:
                     self._loops.pop(key).halt()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from ..data import (
     resolve,
     series_members,
 )
+from ..data.fsguard import bounded
 
 __all__ = ["CLIM_MODES", "CMAPS", "VIEW_PARAMS", "SliceState", "resolve_limits", "suggest_scale"]
 
@@ -176,7 +178,19 @@ class SliceState(param.Parameterized):
         """Real path of the open file, or None."""
         if not self.file:
             return None
-        return resolve(self.root, self.file)
+        return bounded(resolve, self.root, self.file, key=self._key(), what="looking it up")
+
+    def _key(self) -> str:
+        return os.path.join(self.root, self.file)
+
+    def _describe(self) -> tuple[Path, DatasetInfo]:
+        """The open file's path and dataset's metadata, read off the event loop (bounded)."""
+
+        def read() -> tuple[Path, DatasetInfo]:
+            path = resolve(self.root, self.file)
+            return path, describe(path, self.dataset, root=self.root)
+
+        return bounded(read, key=self._key(), what="reading the dataset's description")
 
     @property
     def ndim(self) -> int:
@@ -244,7 +258,7 @@ class SliceState(param.Parameterized):
         info, error = None, ""
         if self.file and self.dataset:
             try:
-                info = describe(resolve(self.root, self.file), self.dataset, root=self.root)
+                info = self._describe()[1]
                 check_viewable(info)
             except DashappError as exc:
                 info, error = None, str(exc)
@@ -372,12 +386,15 @@ class SliceState(param.Parameterized):
         if not (self.file and self.dataset):
             return []
         old = self.info
-        path = resolve(self.root, self.file)
-        info = describe(path, self.dataset, root=self.root)
+        path, info = self._describe()
         check_viewable(info)
         changes: list[str] = []
         view = self.view()
-        members = series_members(path, self.dataset, root=self.root)
+        members = bounded(
+            partial(series_members, path, self.dataset, root=self.root),
+            key=self._key(),
+            what="looking for newer data",
+        )
         numbers = [m.number for m in members]
         current = next((m for m in members if m.path == self.dataset), None)
         newest = members[-1] if members else None

@@ -16,7 +16,9 @@ from urllib.parse import urlencode
 import panel as pn
 import param
 
-from ..data import resolve, warm_up
+from ..data import DashappError, resolve, warm_up
+from ..data.fsguard import bounded
+from ..data.paths import check_regular_file
 from ..state import BrowserState, SliceState, apply_query, to_query
 from .browser import FileBrowser
 from .series import ConvergencePlot
@@ -236,7 +238,12 @@ class SlicerApp(pn.viewable.Viewer):
         if not st.file:
             return
         try:
-            self.record.file_opened(resolve(st.root, st.file), root=st.root)
+            # Off the event loop, and never for a pipe or device (hashing it would wait forever).
+            path = bounded(resolve, st.root, st.file, key=os.path.join(st.root, st.file))
+            bounded(check_regular_file, path, key=os.path.join(st.root, st.file))
+            self.record.file_opened(path, root=st.root)
+        except DashappError:
+            return  # the slicer's alert says why the file does not open
         except Exception as exc:  # recording must never break the app
             log.warning("could not record the file %s: %s", st.file, exc)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 
@@ -10,12 +11,13 @@ import panel_material_ui as pmui
 import param
 
 from ..data import DashappError, Entry, Node
+from ..data.fsguard import bounded
 from ..state import BrowserState
 from ..state.query import default_dataset as _default_dataset
 from .session import on_session
 from .text import TextAlert, as_markdown, escape
 
-__all__ = ["FileBrowser", "entry_items", "tree_items"]
+__all__ = ["PAGE", "FileBrowser", "entry_items", "tree_items"]
 
 _KIND_ICONS = {
     "group": "folder",
@@ -36,8 +38,20 @@ def _size(n: int) -> str:
     return f"{n} B"  # pragma: no cover
 
 
-def entry_items(entries: list[Entry], parent: str | None) -> list[dict]:
-    """Tree items for a folder listing: '..' first (when not at the root), folders, files."""
+#: Folder entries shown at once. A tree of 10,000 rows took the browser most of a minute to
+#: draw and as long again per click (docs/performance.md); past this many, a last row shows
+#: the next page.
+PAGE = 500
+
+
+def entry_items(entries: list[Entry], parent: str | None, limit: int | None = PAGE) -> list[dict]:
+    """Tree items for a folder listing: '..' first (when not at the root), folders, files.
+
+    At most ``limit`` entries (None: all); a last row ``more:<n>`` offers the next page.
+    """
+    rest = len(entries) - limit if limit is not None and len(entries) > limit else 0
+    if rest:
+        entries = entries[:limit]
     items: list[dict] = []
     if parent is not None:
         items.append(
@@ -61,8 +75,18 @@ def entry_items(entries: list[Entry], parent: str | None) -> list[dict]:
             }
         if e.problem:
             item["secondary"] = f"⚠ {e.problem}"
-            item["disabled"] = True
+            # A pipe or device stays clickable: the click says in full why it does not open.
+            item["disabled"] = not e.special
         items.append(item)
+    if rest:
+        items.append(
+            {
+                "id": f"more:{limit + PAGE}",
+                "label": f"… {rest:,} more",
+                "icon": "more_horiz",
+                "secondary": f"show {min(rest, PAGE):,} more (sorted by name)",
+            }
+        )
     return items
 
 
@@ -171,6 +195,8 @@ class FileBrowser(pn.viewable.Viewer):
         self._watch_id: int | None = None
         self._doc = None
         self._tree_due = 0.0
+        self._limit = PAGE
+        self._tree_retry = False
         self.state.param.watch(self._watch_folder, ["folder", "file"])
         self.state.param.watch(self._show_entries, ["entries", "folder"])
         self.state.param.watch(self._show_tree, ["tree", "file"])
@@ -213,14 +239,16 @@ class FileBrowser(pn.viewable.Viewer):
         self._doc = doc if doc is not None and doc.session_context is not None else None
         if self._doc is None:  # a notebook: the browser is a server-app feature
             return
-        paths = []
+        root, folder, file = self.state.root, self.state.folder, self.state.file
+
+        def where() -> list:
+            return [resolve(root, folder)] + ([resolve(root, file)] if file else [])
+
         try:
-            paths.append(resolve(self.state.root, self.state.folder))
-            if self.state.file:
-                paths.append(resolve(self.state.root, self.state.file))
+            paths = bounded(where, key=os.path.join(root, file or folder), what="watching it")
+            self._watch_id = WATCHES.subscribe(paths, self._changed)
         except DashappError:
             return
-        self._watch_id = WATCHES.subscribe(paths, self._changed)
 
     def _changed(self, paths: set) -> None:
         doc = self._doc
@@ -231,21 +259,54 @@ class FileBrowser(pn.viewable.Viewer):
         from ..data import resolve
 
         self.state.refresh()
+        st = self.state
         try:
-            open_file = resolve(self.state.root, self.state.file) if self.state.file else None
+            open_file = (
+                bounded(resolve, st.root, st.file, key=os.path.join(st.root, st.file))
+                if st.file
+                else None
+            )
         except Exception:
             open_file = None
-        # The tree of a file being written changes with each iteration; re-read it at most
-        # every 2 s (a big file's tree takes a while to walk).
-        if open_file is not None and open_file in paths and time.monotonic() > self._tree_due:
-            self._tree_due = time.monotonic() + 2.0
-            self.state.refresh_tree()
+        if open_file is not None and open_file in paths:
+            self._tree_soon()
+
+    def _tree_soon(self) -> None:
+        """Read the tree again now or, within 2 s of the last read, once they have passed.
+
+        The tree of a file being written changes with each iteration; a big file's tree takes
+        a while to walk, so it is read at most every 2 s, and a change inside those 2 s is
+        read at their end: the last change a writer makes is shown even if none follows.
+        """
+        if self._tree_retry:  # a read is already due
+            return
+        wait = self._tree_due - time.monotonic()
+        if wait <= 0 or self._doc is None:
+            self._refresh_tree()
+        else:
+            self._tree_retry = on_session(self._doc, self._retry_tree, wait)
+
+    def _refresh_tree(self) -> None:
+        """Read the tree again; while it cannot be read (a writer holds the file), try again
+        every 2 s: a writer that dies without closing the file changes nothing on disk, so
+        no change would ever bring the current shape."""
+        self._tree_retry = False
+        self._tree_due = time.monotonic() + 2.0
+        if self.state.refresh_tree() or self._doc is None:
+            return
+        self._tree_retry = on_session(self._doc, self._retry_tree, 2.0)
+
+    def _retry_tree(self) -> None:
+        if self._tree_retry and self._doc is not None:
+            self._refresh_tree()
 
     def _show_entries(self, *events) -> None:
         st = self.state
         crumbs = " / ".join(escape(p) for p in st.folder.split("/")) if st.folder else ""
         self._where.object = f"<b>Files</b> &nbsp;<code>/{crumbs}</code>"
-        self._entries.items = entry_items(st.entries, st.parent)
+        if not events or any(getattr(e, "name", None) == "folder" for e in events):
+            self._limit = PAGE  # a new folder starts at its first page
+        self._entries.items = entry_items(st.entries, st.parent, self._limit)
 
     def _show_tree(self, *events) -> None:
         st = self.state
@@ -268,6 +329,10 @@ class FileBrowser(pn.viewable.Viewer):
             return
         ident = event.new[0]["id"] if isinstance(event.new, list) else event.new["id"]
         kind, _, rel = ident.partition(":")
+        if kind == "more":
+            self._limit = int(rel)
+            self._show_entries(None)
+            return
         try:
             self.state.open(rel)
         except DashappError as exc:

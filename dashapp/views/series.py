@@ -8,6 +8,7 @@ redrawn whenever the slicer reloads the file, so it grows with a running inversi
 from __future__ import annotations
 
 import contextlib
+import os
 
 import numpy as np
 import panel as pn
@@ -17,6 +18,7 @@ from bokeh.plotting import figure
 
 from ..data import DashappError, open_file, resolve
 from ..data.files import refresh_once
+from ..data.fsguard import bounded
 from ..data.resolve import resolve_object
 from ..state import SliceState
 
@@ -98,7 +100,11 @@ class ConvergencePlot(pn.viewable.Viewer):
         series: dict[str, np.ndarray] = {}
         if st.file:
             try:
-                series = read_series(resolve(st.root, st.file), root=st.root)
+                series = bounded(
+                    lambda: read_series(resolve(st.root, st.file), root=st.root),
+                    key=os.path.join(st.root, st.file),
+                    what="reading the convergence series",
+                )
             except DashappError:
                 series = {}
         for label, source in self._sources.items():

@@ -33,6 +33,7 @@ from ..data import (
     relative_to_root,
     release_reads,
 )
+from ..data.fsguard import bounded
 from ..state import CMAPS, SliceState, resolve_limits, suggest_scale
 from ..state.latest import EXECUTOR, LatestOnly
 from .notebook import ensure_notebook_extension
@@ -573,7 +574,10 @@ class Slicer(pn.viewable.Viewer):
         t0 = time.perf_counter()
         pyramid = PYRAMIDS.get(info) if PYRAMIDS.wanted(info) else None
         with reading_for(self._reads):
-            image = read_slice(info, request, root, pyramid=pyramid, prefetch=direction)
+            # Bounded: a hung mount shows "the filesystem did not answer" in this session's
+            # alert, and this session's reads go on (its read thread is not stuck forever).
+            read = partial(read_slice, info, request, root, pyramid=pyramid, prefetch=direction)
+            image = bounded(read, key=info.file, what="reading the slice")
         self._read_ms = (time.perf_counter() - t0) * 1000
         return image
 
@@ -768,7 +772,11 @@ class Slicer(pn.viewable.Viewer):
                 self._loop = asyncio.get_event_loop()
             except RuntimeError:
                 self._loop = None
-        self._watch_id = WATCHES.subscribe([path], self._file_changed)
+        try:
+            self._watch_id = WATCHES.subscribe([path], self._file_changed)
+        except DashappError:  # the filesystem did not answer: the load's alert says so
+            self._show_live()
+            return
         mode = WATCHES.mode_of(self._watch_id)
         self._watch_label = mode.label if mode else ""
         self._show_live()
@@ -848,7 +856,11 @@ class Slicer(pn.viewable.Viewer):
         if info is None or not PYRAMIDS.wanted(info):
             self._show_build(None)
             return
-        status = PYRAMIDS.ensure(info)
+        try:  # looks for levels on disk (stats the file): bounded, as it runs on the loop
+            status = bounded(PYRAMIDS.ensure, info, key=info.file, what="finding overviews")
+        except DashappError:
+            self._show_build(None)
+            return
         self._show_build(status)
         if status.state in ("queued", "building") and self._build_watch is None:
             try:
@@ -862,7 +874,14 @@ class Slicer(pn.viewable.Viewer):
 
     def _poll_build(self) -> None:
         info = self.state.info
-        status = PYRAMIDS.status(info) if info is not None else None
+        try:
+            status = (
+                bounded(PYRAMIDS.status, info, key=info.file, what="finding overviews")
+                if info is not None
+                else None
+            )
+        except DashappError:
+            return  # asked again at the next poll
         self._show_build(status)
         if status is None or status.state not in ("queued", "building"):
             if self._build_watch is not None:
