@@ -112,11 +112,14 @@ def test_errors_are_sentences(workspace, tmp_path):
 
 def test_serve_still_builds_its_command(monkeypatch, tmp_path):
     seen = {}
-    monkeypatch.setattr(cli.os, "execvp", lambda prog, cmd: seen.update(cmd=cmd))
+    monkeypatch.setattr(cli.os, "execvpe", lambda prog, cmd, env: seen.update(cmd=cmd, env=env))
+    monkeypatch.setattr(cli, "_announce_when_ready", lambda *args: None)
     cli.main(["serve", "--root", str(tmp_path), "--port", "5099"])
     cmd = seen["cmd"]
     assert cmd[:5] == [sys.executable, "-m", "panel", "serve", str(SLICER_SCRIPT)]
-    assert cmd[5:7] == ["--index", "slicer_app"]
+    assert cmd[cmd.index("--index") + 1] == "slicer_app"
+    assert cmd[cmd.index("--address") + 1] == "127.0.0.1"
+    assert "--auth-module" in cmd
     assert "--port" in cmd
     assert cmd[-3:] == ["--args", "--root", str(tmp_path)]
     cli.main(["serve", "--capsule", "run.capsule.zip"])
