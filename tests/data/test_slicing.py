@@ -74,10 +74,17 @@ def test_index_range(lo, hi, out):
 
 @pytest.mark.parametrize(
     ("rows", "cols", "budget", "step"), [(100, 100, 10_000, 1), (200, 200, 10_000, 2),
-                                         (1000, 1000, 10_000, 10), (1001, 1000, 10_000, 11)]
+                                         (1000, 1000, 10_000, 10), (1001, 1000, 10_000, 11),
+                                         # a thin region keeps its one row: the stride alone
+                                         # must bring the columns within budget
+                                         (1, 10**9, 16_000_000, 63), (10**9, 1, 10, 10**8),
+                                         (3, 10**12, 10**6, 10**6)]
 )  # fmt: skip
 def test_decimation(rows, cols, budget, step):
     assert decimation(rows, cols, budget) == step
+    kept = -(-rows // step) * -(-cols // step)
+    assert kept <= budget
+    assert step == 1 or -(-rows // (step - 1)) * -(-cols // (step - 1)) > budget
 
 
 @pytest.mark.parametrize(
