@@ -400,7 +400,21 @@ def _read_source(
             why = too_big_chunk(ds)  # h5py decodes a compressed chunk whole too
             if why:
                 raise Unsupported(why)
-            return ds[sel] if level == 0 else _reduce_region(ds, sel, level, dims)
+            if level == 0:
+                return ds[sel]
+            k = 2**level
+            under = math.prod((s.stop - s.start) * k for d, s in enumerate(sel) if d in dims)
+            if under > REDUCE_MAX_CELLS:
+                # every cell under the region would be read (10^12 of them in a file
+                # declaring 10^6 x 10^6): take the first cell of each level cell instead
+                full = tuple(
+                    slice(s.start * k, min(s.stop * k, ds.shape[d]), (s.step or 1) * k)
+                    if d in dims
+                    else s
+                    for d, s in enumerate(sel)
+                )
+                return as_float32(np.asarray(ds[full]))
+            return _reduce_region(ds, sel, level, dims)
     if reader.too_big:
         raise Unsupported(reader.too_big)
     with h5_errors(info.file, info.path):
@@ -421,6 +435,9 @@ def _read_source(
 
 #: Full-resolution cells read at once when a level is reduced through h5py (in bands).
 REDUCE_BAND_CELLS = READ_BUDGET
+#: Full-resolution cells read at most to reduce a region to a level through h5py; beyond,
+#: the region is sampled (the first cell of each level cell).
+REDUCE_MAX_CELLS = 4 * READ_BUDGET
 
 
 def _reduce_region(ds: object, sel: tuple, level: int, dims: tuple[int, ...]) -> np.ndarray:

@@ -135,6 +135,9 @@ def datasets(path: Path) -> list[str]:
 
 
 def main(argv: list[str]) -> None:
+    from dashapp.data.reader import warm_up
+
+    warm_up(("mean", "max"))  # numba's compilation is not a read's memory (a server warms up)
     root = Path(argv[0])
     for rel in argv[1:]:
         for name in datasets(root / rel):
