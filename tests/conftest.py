@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import resource
 import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -78,6 +80,10 @@ def browser_context_args(browser_context_args):
     return {**browser_context_args, "viewport": {"width": 1400, "height": 900}}
 
 
+def _limit_memory(nbytes: int) -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (nbytes, nbytes))
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -85,7 +91,11 @@ def free_port() -> int:
 
 
 class PanelServer:
-    """``panel serve apps/slicer.py`` in a subprocess, on a free port."""
+    """``panel serve apps/slicer.py`` in a subprocess, on a free port.
+
+    ``memory_limit`` (bytes) caps the server's address space (``RLIMIT_AS``): a read that
+    asks for more raises MemoryError in the server instead of exhausting the machine.
+    """
 
     def __init__(
         self,
@@ -93,6 +103,7 @@ class PanelServer:
         tmp: Path,
         env: dict[str, str] | None = None,
         options: list[str] | None = None,
+        memory_limit: int | None = None,
     ) -> None:
         self.port = free_port()
         self.log = tmp / f"panel-{self.port}.log"
@@ -120,6 +131,7 @@ class PanelServer:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: --num-procs children stop with it
+            preexec_fn=None if memory_limit is None else partial(_limit_memory, memory_limit),
         )
         self.url = f"http://127.0.0.1:{self.port}/slicer"
         self._wait()
@@ -163,9 +175,12 @@ def serve(tmp_path):
     servers: list[PanelServer] = []
 
     def start(
-        root: Path | None, env: dict[str, str] | None = None, options: list[str] | None = None
+        root: Path | None,
+        env: dict[str, str] | None = None,
+        options: list[str] | None = None,
+        memory_limit: int | None = None,
     ) -> PanelServer:
-        server = PanelServer(root, tmp_path, env, options)
+        server = PanelServer(root, tmp_path, env, options, memory_limit)
         servers.append(server)
         return server
 
