@@ -92,3 +92,27 @@ def test_decimation(rows, cols, budget, step):
 )
 def test_output_size(n, plot, out):
     assert output_size(*n, *plot) == out
+
+
+@pytest.mark.parametrize("n", [1, 2, 7])
+@pytest.mark.parametrize(
+    "lo_hi",
+    [None, (-3, 40), (-0.5, 0.5), (0.49, 0.51), (1.2, 3.5), (3.5, 1.2), (4.5, 4.5), (30, 40),
+     (None, 2.2), (1.7, None), (float("nan"), 2.0), (-float("inf"), float("inf"))],
+)  # fmt: skip
+def test_an_index_axis_finds_its_cells_without_building_its_edges(n, lo_hi):
+    """Axis.cell_range of an index axis is arithmetic, and agrees with index_range over the
+    edges it would have built (10^9 of them for a file declaring so); non-finite bounds are
+    no bound."""
+    from dashapp.data.dataset import Axis
+
+    axis = Axis(0, n, "dim 0")
+    lo, hi = lo_hi or (None, None)
+    lo = lo if lo is not None and np.isfinite(lo) else None
+    hi = hi if hi is not None and np.isfinite(hi) else None
+    assert axis.cell_range(lo_hi) == index_range(axis.edges(), lo, hi)
+    np.testing.assert_array_equal(axis.edge_at(np.arange(n + 1)), axis.edges())
+    assert axis.extent() == (axis.edges()[0], axis.edges()[-1])
+    huge = Axis(0, 10**12, "dim 0")
+    assert huge.extent() == (-0.5, 10**12 - 0.5)
+    assert huge.cell_range((10.2, 19.7)) == (10, 21)  # cells 10..20 reach into it
