@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import chunks as _chunks
 from .chunks import (
     direct_reader,
     max_chunks_per_read,
@@ -305,7 +306,9 @@ def read_slice(
     # one row would be 20,000 cells per pixel, and their coordinates alone 128 MB)
     step_r = max(step_r, -(-nr // MAX_AXIS_CELLS))
     step_c = max(step_c, -(-nc // MAX_AXIS_CELLS))
-    s = 1 if use_pyramid else decimation(-(-nr // step_r), -(-nc // step_c), READ_BUDGET)
+    # (and within READ_MEMORY: the cells read, their real values and the statistics' masks)
+    budget = min(READ_BUDGET, _chunks.READ_MEMORY // (2 * info.itemsize + 16))
+    s = 1 if use_pyramid else decimation(-(-nr // step_r), -(-nc // step_c), budget)
     if not use_pyramid and info.chunks is not None:
         # and across at most max_chunks_per_read() chunks (1x1x1 chunks: one per cell)
         cr, cc = (max(1, info.chunks[d] >> level) for d in (row_dim, col_dim))
