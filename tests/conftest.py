@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import resource
 import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -98,6 +100,10 @@ def browser_context_args(browser_context_args):
     }
 
 
+def _limit_memory(nbytes: int) -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (nbytes, nbytes))
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -110,6 +116,8 @@ class PanelServer:
     Its access token is :data:`TEST_TOKEN` (the test browser has its cookie); clients without
     a browser add ``token=`` to the URL's query (:attr:`token`). ``dashapp_serve=True`` starts
     ``dashapp serve`` instead (the app at ``/``, the token required by the auth module).
+    ``memory_limit`` (bytes) caps the server's address space (``RLIMIT_AS``): a read that
+    asks for more raises MemoryError in the server instead of exhausting the machine.
     """
 
     def __init__(
@@ -120,6 +128,7 @@ class PanelServer:
         options: list[str] | None = None,
         token: str = TEST_TOKEN,
         dashapp_serve: bool = False,
+        memory_limit: int | None = None,
     ) -> None:
         self.port = free_port()
         self.token = token
@@ -155,6 +164,7 @@ class PanelServer:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: --num-procs children stop with it
+            preexec_fn=None if memory_limit is None else partial(_limit_memory, memory_limit),
         )
         self.url = f"http://127.0.0.1:{self.port}/" + ("" if dashapp_serve else "slicer")
         self._wait()

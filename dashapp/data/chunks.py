@@ -51,20 +51,26 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from .errors import Unsupported
 from .files import H5_OBJECT_LOCK, h5_errors, open_file
 
 __all__ = [
     "CHUNK_CACHE",
     "FOREGROUND",
+    "READ_MEMORY",
     "ChunkCache",
     "DirectReader",
     "Foreground",
     "cache_budget",
     "direct_reader",
+    "max_chunks_per_read",
+    "max_decode_bytes",
+    "piece_bytes",
     "reading_for",
     "reducible_levels",
     "release_reads",
     "server_processes",
+    "too_big_chunk",
 ]
 
 _DEFLATE, _SHUFFLE, _FLETCHER32 = 1, 2, 3
@@ -73,6 +79,67 @@ _SUPPORTED_FILTERS = {_DEFLATE, _SHUFFLE, _FLETCHER32}
 #: An unfiltered chunk is read in part when the span of bytes a read needs from it is at most
 #: this fraction of it (else it is read whole, and cached).
 PART_FRACTION = 1 / 8
+
+
+def _memory_setting() -> int:
+    try:
+        mb = float(os.environ.get("DASHAPP_READ_MEMORY_MB", "1024"))
+    except ValueError:
+        mb = 1024.0
+    return int(max(mb, 16) * 2**20)
+
+
+#: The memory one read of the data layer may hold at once, in bytes: ``DASHAPP_READ_MEMORY_MB``
+#: (default 1024). Whatever a file declares (10^12 cells, one 4 GB chunk, a fill value
+#: everywhere) a slice read, a range estimate or a level reduction keeps within it:
+#:
+#: - a picture reads at most :data:`.reader.READ_BUDGET` cells (with a stride beyond) and
+#:   crosses at most :func:`max_chunks_per_read` chunks;
+#: - unfiltered data (contiguous, or chunks of any size) is read by positioned reads of at
+#:   most :func:`piece_bytes` each;
+#: - a compressed chunk is decoded whole (no codec can do less), so chunks decoding to more
+#:   than :func:`max_decode_bytes` are refused with a sentence, and fewer are decoded at once
+#:   the larger they are;
+#: - chunks never written cost nothing: their cells are the fill value, placed directly.
+READ_MEMORY = _memory_setting()
+
+
+def piece_bytes() -> int:
+    """The longest positioned read of unfiltered bytes: 1/16 of :data:`READ_MEMORY`."""
+    return max(2**16, READ_MEMORY // 16)
+
+
+def max_decode_bytes() -> int:
+    """The largest compressed chunk decoded (its decoded size): 1/6 of :data:`READ_MEMORY`
+    (a decode holds the compressed bytes, the decoded ones and an unshuffled copy)."""
+    return READ_MEMORY // 6
+
+
+def max_chunks_per_read() -> int:
+    """The most chunks one read may cross (each costs bookkeeping here and in HDF5, about
+    4 KB in HDF5's own hyperslab reads): :data:`READ_MEMORY` / 16 KB."""
+    return max(1024, READ_MEMORY // 2**14)
+
+
+def too_big_chunk(ds: h5py.Dataset) -> str:
+    """Why ``ds``'s chunks cannot be read within :data:`READ_MEMORY` (compressed chunks decode
+    whole), or "" if they can."""
+    if ds.chunks is None:
+        return ""
+    plist = ds.id.get_create_plist()
+    if plist.get_nfilters() == 0:
+        return ""
+    codes = {plist.get_filter(i)[0] for i in range(plist.get_nfilters())}
+    nbytes = math.prod(ds.chunks) * ds.dtype.itemsize
+    if codes <= {_FLETCHER32} or nbytes <= max_decode_bytes():
+        return ""
+    shape = " × ".join(str(n) for n in ds.chunks)
+    return (
+        f"{ds.name} is stored in compressed chunks of {shape} cells ({nbytes / 2**20:,.0f} MB "
+        f"each, decoded); a chunk is decoded whole, and this server reads at most "
+        f"{max_decode_bytes() / 2**20:,.0f} MB at once (DASHAPP_READ_MEMORY_MB). Rewrite the "
+        "data with smaller chunks (e.g. h5repack -l CHUNK=...)."
+    )
 
 
 def server_processes(argv: list[str] | None = None) -> int:
@@ -328,6 +395,19 @@ class _ChunkIndex:
     """Where each chunk of a dataset is in the file, memoised as chunks are first read."""
 
     entries: dict[tuple[int, ...], tuple[int, int, int] | None] = field(default_factory=dict)
+    #: Every written chunk is in ``entries`` (loaded at once, see :data:`INDEX_LIMIT`): a chunk
+    #: not there was never written, and a read of mostly unwritten space visits only these.
+    complete: bool = False
+    loaded: bool = False
+
+
+#: Chunks smaller than this (decoded) are read through h5py when many are written (see
+#: :meth:`DirectReader._read_small`).
+SMALL_CHUNK_BYTES = 4096
+
+#: Datasets with at most this many written chunks have their whole chunk index loaded at their
+#: first read (one pass over HDF5's index, ~100 bytes a chunk here).
+INDEX_LIMIT = 65_536
 
 
 class DirectReader:
@@ -354,6 +434,8 @@ class DirectReader:
         else:
             self._offset = ds.id.get_offset()
         self._prefetching: set[tuple] = set()
+        #: Why the chunks cannot be decoded within READ_MEMORY ("" if they can).
+        self.too_big = too_big_chunk(ds)
         #: Chunks stored as raw array bytes (no filter but a checksum after them): a read can
         #: take just the bytes it needs from the file, as for a contiguous dataset.
         self.raw = self.chunks is not None and set(self.filters) <= {_FLETCHER32}
@@ -398,6 +480,13 @@ class DirectReader:
                 slice(0, min(c, n - o))
                 for c, n, o in zip(self.chunks, self.shape, offset, strict=True)
             )
+            if _is_fill(block):  # a never-written chunk stays a broadcast fill value
+                shape = [
+                    min(c, n - o) for c, n, o in zip(self.chunks, self.shape, offset, strict=True)
+                ]
+                for _ in range(level):
+                    shape = [-(-n // 2) if d in dims else n for d, n in enumerate(shape)]
+                return np.broadcast_to(as_float32(self.fillvalue), shape)
             arr = as_float32(block[inside])
         return halve(arr, dims, level - start)
 
@@ -417,6 +506,8 @@ class DirectReader:
         entries = self._index.entries
         if offset in entries:
             return entries[offset]
+        if self._index.complete:
+            return None
         # HDF5's chunk index is behind h5py's lock; the lookup is quick and memoised.
         with open_file(self.path) as f, h5_errors(self.path, self.key[2]), H5_OBJECT_LOCK:
             info = f[self.key[2]].id.get_chunk_info_by_coord(offset)
@@ -426,12 +517,67 @@ class DirectReader:
         entries[offset] = entry
         return entry
 
+    def _load_index(self) -> None:
+        """Load the whole chunk index at once if the dataset has at most :data:`INDEX_LIMIT`
+        written chunks (then a chunk not in it was never written)."""
+        index = self._index
+        if index.loaded:
+            return
+        found: dict[tuple[int, ...], tuple[int, int, int]] = {}
+        with open_file(self.path) as f, h5_errors(self.path, self.key[2]), H5_OBJECT_LOCK:
+            dsid = f[self.key[2]].id
+            n = dsid.get_num_chunks()
+            if n <= INDEX_LIMIT:
+
+                def add(info: object) -> None:
+                    found[tuple(info.chunk_offset)] = (
+                        info.byte_offset,
+                        info.size,
+                        info.filter_mask,
+                    )
+
+                if hasattr(dsid, "chunk_iter"):
+                    dsid.chunk_iter(add)
+                else:  # pragma: no cover - h5py < 3.8
+                    for i in range(n):
+                        add(dsid.get_chunk_info(i))
+        if len(found) == n and n <= INDEX_LIMIT:
+            index.entries = dict(found)
+            index.complete = True
+        index.loaded = True
+
+    def _locate_many(self, offsets: Iterable[tuple[int, ...]]) -> None:
+        """Look up every chunk of ``offsets`` not known yet, in one visit to HDF5 (a read of
+        65,536 tiny chunks looked each up on its own: seconds of locking and opening)."""
+        entries = self._index.entries
+        if self._index.complete:
+            return
+        missing = [o for o in offsets if o not in entries]
+        if not missing:
+            return
+        with open_file(self.path) as f, h5_errors(self.path, self.key[2]), H5_OBJECT_LOCK:
+            dsid = f[self.key[2]].id
+            for offset in missing:
+                info = dsid.get_chunk_info_by_coord(offset)
+                entries[offset] = (
+                    None
+                    if info.byte_offset is None
+                    else (info.byte_offset, info.size, info.filter_mask)
+                )
+
     def _decode(self, offset: tuple[int, ...]) -> np.ndarray:
-        """Read and decode one whole chunk (full chunk shape, as stored)."""
+        """Read and decode one whole chunk (full chunk shape, as stored); a never-written
+        chunk is the fill value broadcast to the chunk's shape (no memory)."""
         loc = self._locate(offset)
         if loc is None:  # never written: the fill value
-            return np.full(self.chunks, self.fillvalue, dtype=self.dtype)
+            return np.broadcast_to(self.fillvalue, self.chunks)
         byte_offset, size, mask = loc
+        if self._chunk_bytes() > (piece_bytes() if self.raw else max_decode_bytes()):
+            # (reads take big unfiltered chunks in parts and refuse big compressed ones first)
+            raise Unsupported(
+                f"{self.key[2]}: a chunk of {self._chunk_bytes() / 2**20:,.0f} MB cannot be "
+                f"decoded within the read budget ({READ_MEMORY / 2**20:,.0f} MB)"
+            )
         with open(self.path, "rb") as fh:
             raw = self._pread(fh, size, byte_offset, byte_offset)
         for position, code in reversed(list(enumerate(self.filters))):
@@ -497,22 +643,51 @@ class DirectReader:
         k = 2**level
         return tuple(-(-n // k) if d in dims else n for d, n in enumerate(self.shape))
 
-    def _chunk_offsets(
+    def _origins(
         self, sel: Sequence[int | slice], level: int = 0, dims: tuple = ()
-    ) -> list[tuple[int, ...]]:
-        """Offsets (full-resolution cells) of the chunks that ``sel`` (at ``level``) touches."""
-        ranges = []
+    ) -> list[list[int]]:
+        """Along each dim, the origins (full-resolution cells) of the chunks holding a cell
+        that ``sel`` (at ``level``) selects: with a stride wider than the chunks, not every
+        chunk between the first and the last."""
+        origins = []
         shape = self.level_shape(level, dims)
         for d, (s, n, c) in enumerate(zip(sel, shape, self.chunks, strict=True)):
             k = 2**level if d in dims else 1
             if isinstance(s, slice):
-                start, stop, _ = s.indices(n)
+                start, stop, step = s.indices(n)
                 stop = max(stop, start + 1)
-                start, stop = start * k, min(stop * k, self.shape[d])
-                ranges.append(range((start // c) * c, stop, c))
+                if step * k <= c:  # every chunk of the range
+                    first, end = start * k, min(stop * k, self.shape[d])
+                    origins.append(list(range((first // c) * c, end, c)))
+                else:
+                    cells = np.arange(start, stop, step, dtype=np.int64) * k
+                    origins.append((np.unique(cells // c) * c).tolist())
             else:
-                ranges.append([(int(s) * k // c) * c])
-        return [tuple(o) for o in product(*ranges)]
+                origins.append([(int(s) * k // c) * c])
+        return origins
+
+    def _chunk_offsets(
+        self, sel: Sequence[int | slice], level: int = 0, dims: tuple = ()
+    ) -> list[tuple[int, ...]]:
+        """Offsets (full-resolution cells) of the chunks that ``sel`` (at ``level``) touches.
+
+        At most :func:`max_chunks_per_read` of them, else :class:`Unsupported`; when the whole
+        chunk index is loaded (few chunks written), only the written ones, however many the
+        selection crosses: the others are the fill value (see :meth:`_read`).
+        """
+        origins = self._origins(sel, level, dims)
+        count = math.prod(len(o) for o in origins)
+        self._load_index()
+        if self._index.complete and count > len(self._index.entries):
+            wanted = [set(o) for o in origins]
+            return sorted(
+                o
+                for o in self._index.entries
+                if all(v in w for v, w in zip(o, wanted, strict=True))
+            )
+        if count > max_chunks_per_read():
+            raise Unsupported(self._too_many(count))
+        return [tuple(o) for o in product(*origins)]
 
     # ------------------------------------------------------------------ reading
     def read(
@@ -551,12 +726,29 @@ class DirectReader:
             return self._read_contiguous(sel)
         if level and level > reducible_levels(self.chunks, dims):
             raise ValueError(f"chunks {self.chunks} cannot be reduced to level {level}")
+        if level == 0 and self._chunk_bytes() < SMALL_CHUNK_BYTES:
+            self._load_index()
+            if not self._index.complete:
+                return self._read_small(sel)
         k = 2**level
         norm = self._normalise(sel, level, dims)
         out_shape = [len(range(s.start, s.stop, s.step)) for s in norm if isinstance(s, slice)]
         out = np.empty(out_shape, dtype=self.dtype if level == 0 else np.float32)
         todo: list[tuple[tuple[int, ...], tuple[int, np.ndarray] | None]] = []
         offsets = self._chunk_offsets(sel, level, dims)
+        self._locate_many(offsets)
+        if self._index.complete:
+            # every written chunk is known: the rest of the region is the fill value, placed
+            # once here, whatever the number of chunks never written
+            out[...] = self.fillvalue if level == 0 else self.fillvalue.astype(np.float32)
+            offsets = [o for o in offsets if self._index.entries.get(o) is not None]
+        if offsets and level and self.raw and self._chunk_bytes() > piece_bytes():
+            raise Unsupported(
+                f"{self.key[2]}: chunks of {self._chunk_bytes() / 2**20:,.0f} MB are read in "
+                "parts, not reduced to an overview level"
+            )
+        if offsets and not self.raw and self._chunk_bytes() > max_decode_bytes():
+            raise Unsupported(self.too_big)
 
         def place(block: np.ndarray, offset: tuple[int, ...]) -> None:
             at = tuple(o // k if d in dims else o for d, o in enumerate(offset))
@@ -579,24 +771,57 @@ class DirectReader:
                 todo.append((offset, self._finer(offset, level, dims) if cache and level else None))
             else:
                 place(block, offset)
-        # A sliding window of decodes: all cores busy, few decoded chunks alive at once.
+        # A sliding window of decodes: all cores busy, few decoded chunks alive at once (the
+        # fewer the larger they are: within half of READ_MEMORY, a decode holding ~3 copies).
+        # Small chunks go in batches: one task per 1x1x1 chunk cost more than its decode.
+        chunk_bytes = max(1, self._chunk_bytes())
+        batch = max(1, min(1024, 2**12 // chunk_bytes))
         window = 2 * DECODE_POOL._max_workers
-        pending: dict[Future, tuple[int, ...]] = {}
-        todo.reverse()
-        while todo or pending:
-            while todo and len(pending) < window:
+        window = max(1, min(window, READ_MEMORY // 2 // (3 * chunk_bytes * batch)))
+        pending: dict[Future, list] = {}
+        jobs = [todo[i : i + batch] for i in range(0, len(todo), batch)]
+        jobs.reverse()
+        while jobs or pending:
+            while jobs and len(pending) < window:
                 if not cache:  # a bulk read: let a waiting user's read go first
                     FOREGROUND.step_aside()
-                offset, finer = todo.pop()
-                pending[DECODE_POOL.submit(self._fetch, offset, level, dims, finer)] = offset
+                group = jobs.pop()
+                pending[DECODE_POOL.submit(self._fetch_batch, group, level, dims)] = group
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for fut in done:
-                offset = pending.pop(fut)
-                block = fut.result()
-                if keep:
-                    CHUNK_CACHE.put(self._chunk_key(offset, level, dims), block)
-                place(block, offset)
+                group = pending.pop(fut)
+                for (offset, _), block in zip(group, fut.result(), strict=True):
+                    if keep and not _is_fill(block):
+                        CHUNK_CACHE.put(self._chunk_key(offset, level, dims), block)
+                    place(block, offset)
         return out
+
+    def _read_small(self, sel: tuple) -> np.ndarray:
+        """``dataset[sel]`` through h5py, for tiny chunks of which many are written.
+
+        Looking a chunk up by its coordinates takes HDF5 a walk over its whole index (21 ms
+        each among 2 million 1x1x1 chunks: a 128 x 128 slice took minutes and never drew);
+        its own reads find them at once. HDF5 holds ~1.4 KB per chunk a read crosses, so
+        those are limited to :func:`max_chunks_per_read` (the slice reader strides to stay
+        within it).
+        """
+        count = math.prod(len(o) for o in self._origins(sel))
+        if count > max_chunks_per_read():
+            raise Unsupported(self._too_many(count))
+        with open_file(self.path) as f, h5_errors(self.path, self.key[2]), H5_OBJECT_LOCK:
+            return np.asarray(f[self.key[2]][sel])
+
+    def _too_many(self, count: int) -> str:
+        return (
+            f"{self.key[2]}: this view crosses {count:,} chunks of "
+            f"{' × '.join(str(c) for c in self.chunks)} cells; at most "
+            f"{max_chunks_per_read():,} are read at once. Zoom in, or rewrite the data "
+            "with larger chunks."
+        )
+
+    def _fetch_batch(self, group: list, level: int, dims: tuple) -> list[np.ndarray]:
+        """:meth:`_fetch` of each ``(offset, finer)`` of ``group``, in order."""
+        return [self._fetch(offset, level, dims, finer) for offset, finer in group]
 
     def _part(self, offset: tuple[int, ...], norm: list[int | slice]) -> tuple | None:
         """The box of the chunk at ``offset`` that ``norm`` covers, if it is worth reading on
@@ -616,7 +841,8 @@ class DirectReader:
         strides = self._strides
         lo = sum(f * st for f, st in zip(first, strides, strict=True))
         hi = sum((e - 1) * st for e, st in zip(stop, strides, strict=True)) + 1
-        if hi - lo > math.prod(self.chunks) * PART_FRACTION:
+        big = self._chunk_bytes() > piece_bytes()  # never read whole (see _read_parts)
+        if hi - lo > math.prod(self.chunks) * PART_FRACTION and not big:
             return None
         return tuple(first), tuple(stop), lo, hi
 
@@ -639,7 +865,14 @@ class DirectReader:
                 shape = tuple(e - f for f, e in zip(first, stop, strict=True))
                 loc = self._locate(offset)
                 if loc is None:  # never written: the fill value
-                    block = np.full(shape, self.fillvalue, dtype=self.dtype)
+                    block = np.broadcast_to(self.fillvalue, shape)
+                elif (hi - lo) * item > piece_bytes():
+                    # a part too long for one read (a big chunk): in pieces, straight into out
+                    if fh is None:
+                        fh = open(self.path, "rb")  # noqa: SIM115 - closed below
+                    local, dst = self._local(offset, norm)
+                    _pread_box(fh, loc[0], self.chunks, self.dtype, local, out[dst], self.path)
+                    continue
                 else:
                     if fh is None:
                         fh = open(self.path, "rb")  # noqa: SIM115 - closed below
@@ -674,21 +907,34 @@ class DirectReader:
             dst.append(slice(k0, k0 + len(range(first, last, s.step))))
         out[tuple(dst)] = block[tuple(src)]
 
+    def _local(
+        self, offset: tuple[int, ...], norm: list[int | slice]
+    ) -> tuple[list[int | slice], tuple[slice, ...]]:
+        """``norm`` relative to the chunk at ``offset`` (the cells it has there), and where
+        those cells go in the output (as :meth:`_place`)."""
+        local: list[int | slice] = []
+        dst = []
+        for s, o, c in zip(norm, offset, self.chunks, strict=True):
+            if isinstance(s, int):
+                local.append(s - o)
+                continue
+            first, last = _overlap(s, o, c)
+            local.append(slice(first - o, last - o, s.step))
+            k0 = (first - s.start) // s.step
+            dst.append(slice(k0, k0 + len(range(first, last, s.step))))
+        return local, tuple(dst)
+
     def _read_contiguous(self, sel: tuple) -> np.ndarray:
+        norm = self._normalise(sel)
+        out_shape = [len(range(s.start, s.stop, s.step)) for s in norm if isinstance(s, slice)]
         if self._offset is None:  # never written
-            norm = [
-                slice(*s.indices(n))
-                for s, n in zip(sel, self.shape, strict=True)
-                if isinstance(s, slice)
-            ]
-            return np.full([len(range(s.start, s.stop, s.step)) for s in norm], self.fillvalue)
-        # A read-only map dropped right after the copy: only the pages touched are read,
-        # and they do not stay in the process's resident memory.
-        mm = np.memmap(self.path, dtype=self.dtype, mode="r", offset=self._offset, shape=self.shape)
-        try:
-            return np.array(mm[sel])
-        finally:
-            del mm
+            return np.full(out_shape, self.fillvalue)
+        # Positioned reads of at most piece_bytes() each (a map of the whole dataset would
+        # take its size in address space, and every page a stride touches in resident memory)
+        out = np.empty(out_shape, dtype=self.dtype)
+        with open(self.path, "rb") as fh:
+            _pread_box(fh, self._offset, self.shape, self.dtype, norm, out, self.path)
+        return out
 
     def prefetch(self, sel: Sequence[int | slice], level: int = 0, dims: Sequence[int] = ()) -> int:
         """Decode the chunks of ``sel`` (at ``level``, as :meth:`read`) in the background;
@@ -700,7 +946,12 @@ class DirectReader:
         if self.chunks is None:
             return 0
         dims = tuple(sorted(dims)) if level else ()
-        offsets = self._chunk_offsets(sel, level, dims)
+        try:
+            offsets = self._chunk_offsets(sel, level, dims)
+        except Unsupported:  # too many chunks to read: none to prefetch
+            return 0
+        if not self.raw and self._chunk_bytes() > max_decode_bytes():
+            return 0
         if not self._fits(len(offsets), level, dims):  # could not stay cached until it is read
             return 0
         if self.raw and level == 0:
@@ -744,6 +995,65 @@ class DirectReader:
                 CHUNK_CACHE.put(key, self._fetch(*job))
         finally:
             self._prefetching.discard(key)
+
+
+def _pread_box(
+    fh, base: int, shape: Sequence[int], dtype: np.dtype, sel: list, out: np.ndarray, path: Path
+) -> None:
+    """``out[...] = A[sel]`` for the C-ordered array ``A`` of ``shape`` stored at byte ``base``
+    of ``fh``, by positioned reads of at most :func:`piece_bytes` each.
+
+    ``sel`` holds integers and explicit slices (positive steps). The span of bytes between
+    the first and the last cell selected is read at once when short enough; otherwise the
+    selection is halved along its first dim of more than one cell, and each half read so.
+    """
+    item = dtype.itemsize
+    strides = [math.prod(shape[d + 1 :]) for d in range(len(shape))]
+    first = [s if isinstance(s, int) else s.start for s in sel]
+    last = [
+        s if isinstance(s, int) else s.start + (len(range(s.start, s.stop, s.step)) - 1) * s.step
+        for s in sel
+    ]
+    if any(isinstance(s, slice) and len(range(s.start, s.stop, s.step)) == 0 for s in sel):
+        return
+    lo = sum(f * st for f, st in zip(first, strides, strict=True))
+    hi = sum(e * st for e, st in zip(last, strides, strict=True)) + 1
+    if (hi - lo) * item <= piece_bytes():
+        raw = os.pread(fh.fileno(), (hi - lo) * item, base + lo * item)
+        if len(raw) != (hi - lo) * item:
+            raise OSError(f"{path.name}: data at byte {base} is cut short (truncated file)")
+        box = np.lib.stride_tricks.as_strided(
+            np.frombuffer(raw, dtype=dtype),
+            shape=[e - f + 1 for f, e in zip(first, last, strict=True)],
+            strides=[st * item for st in strides],
+            writeable=False,
+        )
+        out[...] = box[tuple(0 if isinstance(s, int) else slice(None, None, s.step) for s in sel)]
+        return
+    axis = 0  # out's axis of the dim split
+    for d, s in enumerate(sel):
+        if isinstance(s, int):
+            continue
+        n = len(range(s.start, s.stop, s.step))
+        if n > 1:
+            h = n // 2
+            mid = s.start + h * s.step
+            for part, dst in (
+                (slice(s.start, mid, s.step), slice(0, h)),
+                (slice(mid, s.stop, s.step), slice(h, n)),
+            ):
+                sub = list(sel)
+                sub[d] = part
+                index = (slice(None),) * axis + (dst,)
+                _pread_box(fh, base, shape, dtype, sub, out[index], path)
+            return
+        axis += 1
+    raise AssertionError("one cell is longer than a piece")  # pragma: no cover
+
+
+def _is_fill(block: np.ndarray) -> bool:
+    """Whether ``block`` is a fill value broadcast to a chunk's shape (holds no memory)."""
+    return block.ndim > 0 and block.size > 1 and not any(block.strides)
 
 
 def _overlap(s: slice, origin: int, extent: int) -> tuple[int, int]:

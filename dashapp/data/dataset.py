@@ -29,6 +29,7 @@ from .resolve import (
     open_dataset,
     resolve_object,
 )
+from .slicing import index_range
 from .tree import dtype_kind, dtype_label, format_attr
 
 __all__ = ["Axis", "DatasetInfo", "check_viewable", "describe", "is_uniform"]
@@ -63,12 +64,53 @@ class Axis:
         return np.asarray(self.coords, dtype=float)
 
     def edges(self) -> np.ndarray:
-        """Cell boundaries (``size + 1`` values) consistent with :meth:`centers`."""
+        """Cell boundaries (``size + 1`` values) consistent with :meth:`centers`.
+
+        For an index axis that is ``size + 1`` floats: a file may declare 10^9 cells, so code
+        that serves a view asks :meth:`edge_at` and :meth:`extent` instead.
+        """
         c = self.centers()
         if c.size == 1:
             return np.array([c[0] - 0.5, c[0] + 0.5])
         mid = (c[1:] + c[:-1]) / 2
         return np.concatenate([[2 * c[0] - mid[0]], mid, [2 * c[-1] - mid[-1]]])
+
+    def edge_at(self, index: np.ndarray | int) -> np.ndarray:
+        """The cell boundaries numbered ``index`` (0 to ``size``) of :meth:`edges`, without
+        building all of them for an index axis (whatever its declared length)."""
+        index = np.asarray(index, dtype=np.int64)
+        if self.coords is None:
+            return index.astype(float) - 0.5
+        return self.edges()[index]
+
+    def extent(self) -> tuple[float, float]:
+        """The smallest and largest cell boundary (the axis's whole physical range)."""
+        if self.coords is None:
+            return (-0.5, self.size - 0.5)
+        e = self.edges()
+        return (float(np.nanmin(e)), float(np.nanmax(e)))
+
+    def cell_range(self, lo_hi: tuple[float, float] | None) -> tuple[int, int]:
+        """Cells ``[start, stop)`` in file order overlapping the physical range ``lo_hi``
+        (None, or a bound that is not a finite number: the whole axis); at least one cell."""
+        lo, hi = lo_hi or (None, None)
+        lo = float(lo) if lo is not None and np.isfinite(lo) else None
+        hi = float(hi) if hi is not None and np.isfinite(hi) else None
+        n = self.size
+        if self.coords is None:  # edges at i - 0.5: the same answer as index_range, computed
+            if lo is None and hi is None:
+                return (0, n)
+            if lo is not None and hi is not None and lo > hi:
+                lo, hi = hi, lo
+            start = 0 if lo is None else int(min(max(np.floor(lo + 0.5) + 1, 0), n + 1)) - 1
+            stop = n if hi is None else int(min(max(np.ceil(hi + 0.5), 0), n + 1))
+            start = max(0, min(start, n - 1))
+            return (start, max(start + 1, min(stop, n)))
+        edges = self.edges()
+        if edges[-1] >= edges[0]:
+            return index_range(edges, lo, hi)
+        start, stop = index_range(edges[::-1], lo, hi)
+        return (n - stop, n - start)
 
 
 @dataclass

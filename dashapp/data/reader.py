@@ -17,18 +17,26 @@ without reading it all.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from .chunks import direct_reader, reducible_levels
-from .dataset import DatasetInfo, check_viewable, is_uniform
+from . import chunks as _chunks
+from .chunks import (
+    direct_reader,
+    max_chunks_per_read,
+    piece_bytes,
+    reducible_levels,
+    too_big_chunk,
+)
+from .dataset import Axis, DatasetInfo, check_viewable, is_uniform
 from .errors import Unsupported
 from .files import h5_errors
-from .pyramid import Pyramid, as_float32, choose_level, halve, level_edges, plane_dims
+from .pyramid import Pyramid, as_float32, choose_level, halve, plane_dims
 from .resolve import open_dataset
-from .slicing import AGGREGATIONS, COMPLEX_PARTS, build_selection, decimation, index_range
+from .slicing import AGGREGATIONS, COMPLEX_PARTS, build_selection, decimation
 
 __all__ = [
     "SliceImage",
@@ -44,6 +52,9 @@ __all__ = [
 #: Cells read at full resolution at most per request (64 MB of float32). Larger regions are
 #: read with a stride; overview pyramids (a later layer) avoid that.
 READ_BUDGET = 16_000_000
+#: Cells read at most along either axis of a picture (a screen is at most a few thousand
+#: pixels wide: 2^20 cells is 128 per pixel of an 8K screen).
+MAX_AXIS_CELLS = 2**20
 
 
 @dataclass(frozen=True)
@@ -202,14 +213,22 @@ def _aggregate(
     return np.asarray(result.values, dtype=values.dtype)
 
 
-def _file_range(edges: np.ndarray, lo_hi: tuple[float, float] | None) -> tuple[int, int]:
-    """Cells ``[start, stop)`` in file order overlapping a physical range (edges may decrease)."""
-    lo, hi = lo_hi or (None, None)
-    if edges[-1] >= edges[0]:
-        return index_range(edges, lo, hi)
-    n = len(edges) - 1
-    start, stop = index_range(edges[::-1], lo, hi)
-    return (n - stop, n - start)
+def _crossed(n: int, step: int, chunk: int) -> int:
+    """About how many chunks of ``chunk`` cells a stride of ``step`` over ``n`` cells visits."""
+    return min(-(-n // step), -(-n // chunk) + 1)
+
+
+def _level_edge(axis: Axis, level: int, index: np.ndarray) -> np.ndarray:
+    """The boundaries numbered ``index`` of the cells of ``axis`` at overview ``level`` (every
+    ``2**level``-th full-resolution boundary, and the last; as :func:`.pyramid.level_edges`)."""
+    return axis.edge_at(np.minimum(np.asarray(index, dtype=np.int64) * 2**level, axis.size))
+
+
+def _level_centers(axis: Axis, level: int, cells: tuple[int, int], step: int) -> np.ndarray:
+    """Centres of the level cells ``cells[0], cells[0] + step, ...`` below ``cells[1]``: only
+    the ones read, so an axis declaring 10^9 cells costs what the picture does."""
+    j = np.arange(cells[0], cells[1], step, dtype=np.int64)
+    return (_level_edge(axis, level, j) + _level_edge(axis, level, j + 1)) / 2
 
 
 def read_slice(
@@ -243,10 +262,9 @@ def read_slice(
     row_dim, col_dim = request.display
     if row_dim == col_dim or not (0 <= row_dim < info.ndim and 0 <= col_dim < info.ndim):
         raise ValueError(f"display dims {request.display} do not fit a {info.ndim}-D dataset")
-    row_edges = info.axes[row_dim].edges()
-    col_edges = info.axes[col_dim].edges()
-    fr = _file_range(row_edges, request.y_range)
-    fc = _file_range(col_edges, request.x_range)
+    row_axis, col_axis = info.axes[row_dim], info.axes[col_dim]
+    fr = row_axis.cell_range(request.y_range)
+    fc = col_axis.cell_range(request.x_range)
     n_rows, n_cols = fr[1] - fr[0], fc[1] - fc[0]
     plot_h, plot_w = (max(1, int(v)) for v in request.plot_size)
     out = (min(n_rows, plot_h), min(n_cols, plot_w))
@@ -270,22 +288,36 @@ def read_slice(
         and dims
         and info.kind in ("bool", "int", "uint", "float")
         and info.chunks is not None
+        # (chunks too big to decode whole are read in parts, at full resolution)
+        and math.prod(info.chunks) * info.itemsize <= piece_bytes()
     ):
         most = reducible_levels(info.chunks, dims, smallest=4)
         level = choose_level(n_rows, n_cols, out, most + 1)
     k = 2**level
     lr = (fr[0] // k, -(-fr[1] // k))
     lc = (fc[0] // k, -(-fc[1] // k))
-    row_ek = level_edges(row_edges, level)
-    col_ek = level_edges(col_edges, level)
     nr, nc = lr[1] - lr[0], lc[1] - lc[0]
     notes: list[str] = []
     if request.agg == "first":  # one sample per pixel: read only those
         step_r, step_c = max(1, nr // plot_h), max(1, nc // plot_w)
     else:
         step_r = step_c = 1
-    s = 1 if use_pyramid else decimation(-(-nr // step_r), -(-nc // step_c), READ_BUDGET)
+    # no more than MAX_AXIS_CELLS along either axis (a 1 x 10^9 region's 16 million cells in
+    # one row would be 20,000 cells per pixel, and their coordinates alone 128 MB)
+    step_r = max(step_r, -(-nr // MAX_AXIS_CELLS))
+    step_c = max(step_c, -(-nc // MAX_AXIS_CELLS))
+    # (and within READ_MEMORY: the cells read, their real values and the statistics' masks)
+    budget = min(READ_BUDGET, _chunks.READ_MEMORY // (2 * info.itemsize + 16))
+    s = 1 if use_pyramid else decimation(-(-nr // step_r), -(-nc // step_c), budget)
+    if not use_pyramid and info.chunks is not None:
+        # and across at most max_chunks_per_read() chunks (1x1x1 chunks: one per cell)
+        cr, cc = (max(1, info.chunks[d] >> level) for d in (row_dim, col_dim))
+        limit = max_chunks_per_read()
+        while _crossed(nr, step_r * s, cr) * _crossed(nc, step_c * s, cc) > limit:
+            s *= 2
     step_r, step_c = step_r * s, step_c * s
+    if request.agg != "first":
+        s = max(step_r, step_c)
     if s > 1:
         notes.append(f"region of {nr:,} × {nc:,} cells read every {s}th cell (preview resolution)")
     if use_pyramid:
@@ -304,14 +336,14 @@ def read_slice(
         if row_dim > col_dim:
             raw = raw.T
     values = to_real(np.asarray(raw), request.part)
-    row_centers = ((row_ek[:-1] + row_ek[1:]) / 2)[lr[0] : lr[1] : step_r]
-    col_centers = ((col_ek[:-1] + col_ek[1:]) / 2)[lc[0] : lc[1] : step_c]
+    row_centers = _level_centers(row_axis, level, lr, step_r)
+    col_centers = _level_centers(col_axis, level, lc, step_c)
     if row_centers.size > 1 and row_centers[-1] < row_centers[0]:
         values, row_centers = values[::-1], row_centers[::-1]
     if col_centers.size > 1 and col_centers[-1] < col_centers[0]:
         values, col_centers = values[:, ::-1], col_centers[::-1]
-    x = tuple(sorted((float(col_ek[lc[0]]), float(col_ek[lc[1]]))))
-    y = tuple(sorted((float(row_ek[lr[0]]), float(row_ek[lr[1]]))))
+    x = tuple(sorted(float(v) for v in _level_edge(col_axis, level, np.array(lc))))
+    y = tuple(sorted(float(v) for v in _level_edge(row_axis, level, np.array(lr))))
     # Within 25% of the screen's pixels (a pyramid level is at most 2x them), let the browser
     # scale the image: resampling 512 -> 466 cells costs more than sending the extra 20%.
     out_h = values.shape[0] if values.shape[0] <= 1.25 * plot_h else plot_h
@@ -368,7 +400,26 @@ def _read_source(
         # the file holding the dataset: another one when the path runs through an external link
         reader = direct_reader(ds.file.filename, ds) if not ds.is_virtual else None
         if reader is None:
-            return ds[sel] if level == 0 else _reduce_region(ds, sel, level, dims)
+            why = too_big_chunk(ds)  # h5py decodes a compressed chunk whole too
+            if why:
+                raise Unsupported(why)
+            if level == 0:
+                return ds[sel]
+            k = 2**level
+            under = math.prod((s.stop - s.start) * k for d, s in enumerate(sel) if d in dims)
+            if under > REDUCE_MAX_CELLS:
+                # every cell under the region would be read (10^12 of them in a file
+                # declaring 10^6 x 10^6): take the first cell of each level cell instead
+                full = tuple(
+                    slice(s.start * k, min(s.stop * k, ds.shape[d]), (s.step or 1) * k)
+                    if d in dims
+                    else s
+                    for d, s in enumerate(sel)
+                )
+                return as_float32(np.asarray(ds[full]))
+            return _reduce_region(ds, sel, level, dims)
+    if reader.too_big:
+        raise Unsupported(reader.too_big)
     with h5_errors(info.file, info.path):
         values = reader.read(sel, level=level, dims=dims)
         if prefetch and normal is not None and reader.chunks is not None:
@@ -387,6 +438,9 @@ def _read_source(
 
 #: Full-resolution cells read at once when a level is reduced through h5py (in bands).
 REDUCE_BAND_CELLS = READ_BUDGET
+#: Full-resolution cells read at most to reduce a region to a level through h5py; beyond,
+#: the region is sampled (the first cell of each level cell).
+REDUCE_MAX_CELLS = 4 * READ_BUDGET
 
 
 def _reduce_region(ds: object, sel: tuple, level: int, dims: tuple[int, ...]) -> np.ndarray:
@@ -451,14 +505,24 @@ def estimate_range(
     rng = np.random.default_rng(seed)
     samples: list[np.ndarray] = []
     with open_dataset(info.file, info.path, root) as ds:
-        if total <= budget:
+        why = too_big_chunk(ds)
+        if why:
+            raise Unsupported(why)
+        chunks = ds.chunks
+        n_chunks = (
+            math.prod(-(-n // c) for n, c in zip(info.shape, chunks, strict=True)) if chunks else 1
+        )
+        if total <= budget and n_chunks <= max_chunks_per_read():
             samples.append(to_real(np.asarray(ds[()]), part).ravel())
         else:
-            block = ds.chunks or (1,) * (info.ndim - 1) + (min(info.shape[-1], 4096),)
+            block = _sample_block(info.shape, chunks, info.itemsize, budget)
             per_block = int(np.prod(block))
             grid = [-(-n // b) for n, b in zip(info.shape, block, strict=True)]
             n_blocks = int(np.prod(grid, dtype=np.int64))
             want = max(1, min(n_blocks, budget // max(per_block, 1), 256))
+            if chunks:  # and across at most max_chunks_per_read() chunks in all
+                crossed = math.prod(-(-b // c) for b, c in zip(block, chunks, strict=True))
+                want = max(1, min(want, max_chunks_per_read() // crossed))
             picks = (
                 rng.choice(n_blocks, size=want, replace=False)
                 if n_blocks > want
@@ -474,6 +538,34 @@ def estimate_range(
     values = np.concatenate(samples) if samples else np.array([], dtype=np.float32)
     st = _stats(values)
     return ValueRange(st.min, st.max, st.p2, st.p98, st.pos_min, int(values.size), total)
+
+
+def _sample_block(
+    shape: tuple[int, ...], chunks: tuple[int, ...] | None, itemsize: int, cells: int
+) -> tuple[int, ...]:
+    """The box :func:`estimate_range` reads at each place it samples: a whole chunk (one
+    decode), cut to at most :func:`.chunks.piece_bytes` (a chunk of 4 GB is read in part),
+    grown over neighbouring chunks when tiny (a 1x1x1 chunk is one value), crossing at most
+    4,096 of them; a run along the last dim for contiguous data. At most ``cells`` cells."""
+    block = list(chunks or (1,) * (len(shape) - 1) + (min(shape[-1], 4096),))
+    block = [min(b, n) for b, n in zip(block, shape, strict=True)]
+    d = 0
+    while math.prod(block) * itemsize > piece_bytes() or math.prod(block) > cells:
+        if d < len(block) - 1 and block[d] > 1:
+            block[d] = 1  # whole leading dims first: what remains is contiguous in a chunk
+        elif d < len(block) - 1:
+            d += 1
+        else:
+            block[-1] = max(1, block[-1] // 2)
+    if chunks is not None:
+        d = len(block) - 1
+        while math.prod(block) < 4096 and d >= 0:
+            if block[d] * 2 <= shape[d]:
+                block[d] *= 2
+            else:
+                block[d] = shape[d]
+                d -= 1
+    return tuple(block)
 
 
 def warm_up(aggs: tuple[str, ...] = ("mean",)) -> None:

@@ -114,7 +114,23 @@ def decimation(n_rows: int, n_cols: int, budget: int) -> int:
     cells = n_rows * n_cols
     if cells <= budget:
         return 1
-    return math.ceil(math.sqrt(cells / budget))
+
+    def kept(s: int) -> int:
+        return -(-n_rows // s) * -(-n_cols // s)
+
+    # sqrt(cells / budget) is enough for a squarish region; a thin one (1 x 10^9) keeps its
+    # one row whatever the stride, so search upwards for the smallest stride that fits
+    lo = max(1, math.ceil(math.sqrt(cells / budget)))
+    if kept(lo) <= budget:
+        return lo
+    hi = max(n_rows, n_cols)  # keeps one cell
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if kept(mid) <= budget:
+            hi = mid
+        else:
+            lo = mid
+    return hi
 
 
 def output_size(n_rows: int, n_cols: int, plot_height: int, plot_width: int) -> tuple[int, int]:

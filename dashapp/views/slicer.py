@@ -668,8 +668,7 @@ class Slicer(pn.viewable.Viewer):
         if self._extent is not None and self._extent[0] is st.info and self._extent[1] == display:
             return self._extent[2]
         row, col = st.info.axes[display[0]], st.info.axes[display[1]]
-        re, ce = np.sort(row.edges()), np.sort(col.edges())
-        extent = (float(ce[0]), float(ce[-1])), (float(re[0]), float(re[-1]))
+        extent = col.extent(), row.extent()  # (not edges(): 10^9 cells declared is 8 GB)
         self._extent = (st.info, display, extent)
         return extent
 

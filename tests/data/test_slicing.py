@@ -74,10 +74,17 @@ def test_index_range(lo, hi, out):
 
 @pytest.mark.parametrize(
     ("rows", "cols", "budget", "step"), [(100, 100, 10_000, 1), (200, 200, 10_000, 2),
-                                         (1000, 1000, 10_000, 10), (1001, 1000, 10_000, 11)]
+                                         (1000, 1000, 10_000, 10), (1001, 1000, 10_000, 11),
+                                         # a thin region keeps its one row: the stride alone
+                                         # must bring the columns within budget
+                                         (1, 10**9, 16_000_000, 63), (10**9, 1, 10, 10**8),
+                                         (3, 10**12, 10**6, 10**6)]
 )  # fmt: skip
 def test_decimation(rows, cols, budget, step):
     assert decimation(rows, cols, budget) == step
+    kept = -(-rows // step) * -(-cols // step)
+    assert kept <= budget
+    assert step == 1 or -(-rows // (step - 1)) * -(-cols // (step - 1)) > budget
 
 
 @pytest.mark.parametrize(
@@ -85,3 +92,27 @@ def test_decimation(rows, cols, budget, step):
 )
 def test_output_size(n, plot, out):
     assert output_size(*n, *plot) == out
+
+
+@pytest.mark.parametrize("n", [1, 2, 7])
+@pytest.mark.parametrize(
+    "lo_hi",
+    [None, (-3, 40), (-0.5, 0.5), (0.49, 0.51), (1.2, 3.5), (3.5, 1.2), (4.5, 4.5), (30, 40),
+     (None, 2.2), (1.7, None), (float("nan"), 2.0), (-float("inf"), float("inf"))],
+)  # fmt: skip
+def test_an_index_axis_finds_its_cells_without_building_its_edges(n, lo_hi):
+    """Axis.cell_range of an index axis is arithmetic, and agrees with index_range over the
+    edges it would have built (10^9 of them for a file declaring so); non-finite bounds are
+    no bound."""
+    from dashapp.data.dataset import Axis
+
+    axis = Axis(0, n, "dim 0")
+    lo, hi = lo_hi or (None, None)
+    lo = lo if lo is not None and np.isfinite(lo) else None
+    hi = hi if hi is not None and np.isfinite(hi) else None
+    assert axis.cell_range(lo_hi) == index_range(axis.edges(), lo, hi)
+    np.testing.assert_array_equal(axis.edge_at(np.arange(n + 1)), axis.edges())
+    assert axis.extent() == (axis.edges()[0], axis.edges()[-1])
+    huge = Axis(0, 10**12, "dim 0")
+    assert huge.extent() == (-0.5, 10**12 - 0.5)
+    assert huge.cell_range((10.2, 19.7)) == (10, 21)  # cells 10..20 reach into it
