@@ -28,6 +28,7 @@ one that is not in the file) opens the file's default dataset, as clicking the f
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -42,6 +43,7 @@ from ..data import (
     read_tree,
     resolve,
 )
+from ..data.fsguard import bounded
 from .slice import CLIM_MODES, CMAPS, SliceState
 
 __all__ = ["QUERY_KEYS", "apply_query", "default_dataset", "parse_query", "to_query"]
@@ -291,8 +293,12 @@ def default_dataset(tree: Node) -> str | None:
 
 def _default_of(state: SliceState, file: str) -> str | None:
     """The default dataset of ``file`` under the state's root (None: none, or unreadable)."""
-    try:
+
+    def read() -> str | None:
         return default_dataset(read_tree(resolve(state.root, file), root=state.root))
+
+    try:  # (a link is applied on the server's event loop: the filesystem gets a deadline)
+        return bounded(read, key=os.path.join(state.root, file), what="reading the file")
     except (DashappError, OSError):
         return None
 
@@ -300,8 +306,12 @@ def _default_of(state: SliceState, file: str) -> str | None:
 def _missing(state: SliceState, file: str, dataset: str) -> bool:
     """True when ``dataset`` is not in ``file`` (rather than there but not an image: a link to
     a text dataset shows why it cannot be drawn, as clicking it does)."""
-    try:
+
+    def look() -> None:
         describe(resolve(state.root, file), dataset, root=state.root)
+
+    try:
+        bounded(look, key=os.path.join(state.root, file), what="looking the dataset up")
     except NotFound:
         return True
     except (DashappError, OSError):
