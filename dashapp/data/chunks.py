@@ -997,6 +997,12 @@ class DirectReader:
             self._prefetching.discard(key)
 
 
+#: A span of at most this many bytes is read whole, however few of its cells are wanted (one
+#: read beats many for what the disk reads in a block anyway); a longer one only when at least
+#: an eighth of its bytes are wanted, else it is split.
+SPARSE_SPAN_BYTES = 1 << 20
+
+
 def _pread_box(
     fh, base: int, shape: Sequence[int], dtype: np.dtype, sel: list, out: np.ndarray, path: Path
 ) -> None:
@@ -1004,8 +1010,9 @@ def _pread_box(
     of ``fh``, by positioned reads of at most :func:`piece_bytes` each.
 
     ``sel`` holds integers and explicit slices (positive steps). The span of bytes between
-    the first and the last cell selected is read at once when short enough; otherwise the
-    selection is halved along its first dim of more than one cell, and each half read so.
+    the first and the last cell selected is read at once when it fits a piece and is short
+    (:data:`SPARSE_SPAN_BYTES`) or at least an eighth wanted; otherwise the selection is
+    halved along its first dim of more than one cell, and each half read so.
     """
     item = dtype.itemsize
     strides = [math.prod(shape[d + 1 :]) for d in range(len(shape))]
@@ -1018,7 +1025,11 @@ def _pread_box(
         return
     lo = sum(f * st for f, st in zip(first, strides, strict=True))
     hi = sum(e * st for e, st in zip(last, strides, strict=True)) + 1
-    if (hi - lo) * item <= piece_bytes():
+    span = (hi - lo) * item
+    cells = math.prod(len(range(s.start, s.stop, s.step)) for s in sel if isinstance(s, slice))
+    # One read of the whole span when it fits a piece and is not mostly bytes between the
+    # cells wanted (a plane across the rows of a contiguous volume would read the volume)
+    if span <= piece_bytes() and (span <= SPARSE_SPAN_BYTES or cells * item * 8 >= span):
         raw = os.pread(fh.fileno(), (hi - lo) * item, base + lo * item)
         if len(raw) != (hi - lo) * item:
             raise OSError(f"{path.name}: data at byte {base} is cut short (truncated file)")

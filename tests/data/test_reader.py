@@ -667,3 +667,29 @@ def test_a_prefetch_does_not_evict_what_sessions_are_looking_at(tmp_path, monkey
         reader.read((3, *box))
         assert CHUNK_CACHE.hits == hits + 4
     CHUNK_CACHE.clear()
+
+
+def _bytes_read() -> int:
+    """Bytes this process has read through read/pread so far (the kernel's count)."""
+    with open("/proc/self/io") as f:
+        return int(next(line for line in f if line.startswith("rchar:")).split()[1])
+
+
+def test_a_plane_across_the_rows_of_a_contiguous_volume_reads_only_its_rows(tmp_path):
+    """A plane along axis 1 of a contiguous (8, 1024, 1024) float32 volume is 8 rows of 4 KB,
+    4 MB apart: reading the span between them (28 MB, it fits a read piece) would read the
+    volume to show 32 KB."""
+    from dashapp.data.chunks import direct_reader
+
+    path = tmp_path / "c.h5"
+    data = np.arange(8 * 1024 * 1024, dtype="f4").reshape(8, 1024, 1024)
+    with h5py.File(path, "w") as f:
+        f["v"] = data
+    with h5py.File(path, "r", locking=False) as f:
+        reader = direct_reader(path, f["v"])
+        assert reader is not None
+        before = _bytes_read()
+        plane = reader.read((slice(None), 5, slice(None)))
+        read = _bytes_read() - before
+    np.testing.assert_array_equal(plane, data[:, 5, :])
+    assert read < 1 << 20, read  # the 8 rows (32 KB), not 28 MB
