@@ -68,11 +68,18 @@ def _announce_when_ready(url: str, rest: list[str], show: bool) -> None:
     import subprocess
 
     port = int(_option(rest, "--port") or 5006)
+    # Ready = a request is answered (or closed): the socket listens before the event loop runs,
+    # and Bokeh prints its lines in between. The server is this process after exec: the parent.
     code = (
-        "import socket, sys, time, webbrowser\n"
+        "import os, socket, sys, time, webbrowser\n"
         "for _ in range(600):\n"
+        "    if os.getppid() != int(sys.argv[3]):\n"
+        "        break  # the server is gone (it never started): nothing to announce\n"
         "    try:\n"
-        f"        socket.create_connection(('127.0.0.1', {port}), 1).close()\n"
+        f"        with socket.create_connection(('127.0.0.1', {port}), 1) as s:\n"
+        "            s.settimeout(30)\n"
+        "            s.sendall(b'HEAD / HTTP/1.0\\r\\n\\r\\n')\n"
+        "            s.recv(1)\n"
         "    except OSError:\n"
         "        time.sleep(0.2)\n"
         "    else:\n"
@@ -82,7 +89,7 @@ def _announce_when_ready(url: str, rest: list[str], show: bool) -> None:
         "        break\n"
     )
     subprocess.Popen(
-        [sys.executable, "-c", code, url, "1" if show else "0"],
+        [sys.executable, "-c", code, url, "1" if show else "0", str(os.getpid())],
         start_new_session=True,
         stdout=subprocess.DEVNULL,
     )
