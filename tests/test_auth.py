@@ -59,7 +59,16 @@ def _websocket(server, path: str, headers: dict[str, str] | None = None):
             ws.close()
         return first  # None: the server closed it without a session
 
-    return asyncio.run(connect())
+    return _run(connect())
+
+
+def _run(coroutine):
+    """Run ``coroutine`` to its end in a thread of its own: a browser test earlier in the same
+    process leaves an event loop running in this thread (Playwright's sync API)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 @pytest.fixture
@@ -211,7 +220,7 @@ def _pull_document(server, path: str, query: dict[str, str]) -> str:
         finally:
             ws.close()
 
-    return asyncio.run(pull())
+    return _run(pull())
 
 
 def test_panel_serve_without_the_token_shows_only_the_token_page(serve, data_root):
