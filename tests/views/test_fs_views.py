@@ -48,6 +48,7 @@ def test_a_slice_read_that_hangs_ends_in_the_alert(tmp_path, monkeypatch):
     from dashapp.data import HANDLES
     from dashapp.state import SliceState
     from dashapp.views.slicer import Slicer
+    from dashapp.views.text import as_markdown
 
     from ..fixtures import write_volume
     from ..special_files import hung_open
@@ -60,7 +61,6 @@ def test_a_slice_read_that_hangs_ends_in_the_alert(tmp_path, monkeypatch):
     with hung_open(tmp_path / "run.h5"):
         slicer.state.index = 3
         assert slicer._alert.visible
-        assert "The filesystem did not answer in 0.5 s while reading the slice" in (
-            slicer._alert.object
-        )
+        said = as_markdown("The filesystem did not answer in 0.5 s while reading the slice")
+        assert said in slicer._alert.object  # (file text is Markdown-escaped: views/text.py)
         assert "The last good picture is still shown" in slicer._alert.object
