@@ -19,6 +19,8 @@ to ``benchmarks/out/results-<timestamp>.json``.
     python benchmarks/slicer_bench.py --quick        # 256³, axes 0 and 2, 5 presses: a smoke run
     python benchmarks/slicer_bench.py --huge         # also the ~30 GB volume (disk!)
     python benchmarks/slicer_bench.py --layouts gzip --axes 0 2 --presses 40
+    python benchmarks/slicer_bench.py --layouts gzip --baseline 92463e2 --tools dashapp
+                                                     # before/after: commit 92463e2 on the same rows
     python benchmarks/slicer_bench.py --report benchmarks/out/results-….json   # print again
 
 See benchmarks/README.md for what each column means and the caveats.
@@ -301,22 +303,26 @@ class BrowserPlan:
     url: Callable[[PanelServer, Volume, int, int], str]
 
 
-def browser_plans(repo: Path, cache: Path) -> dict[str, BrowserPlan]:
-    """dashapp (``apps/slicer.py --root CACHE``) and the HoloViews app (``hv_app.py``)."""
+def browser_plans(repo: Path, cache: Path, baseline: Path | None = None) -> dict[str, BrowserPlan]:
+    """dashapp (``apps/slicer.py --root CACHE``), the HoloViews app (``hv_app.py``) and, with
+    ``baseline``, dashapp from that folder (an earlier commit) as the tool ``baseline``."""
 
-    def dashapp_server(volume: Volume, axis: int, index: int, logs: Path) -> PanelServer:
-        return PanelServer(
-            repo / "apps" / "slicer.py",
-            ["--root", str(cache)],
-            cwd=repo,
-            log=logs / f"dashapp-{volume.layout}-{axis}.log",
-            env={
-                k: os.environ[k]
-                for k in ("DASHAPP_CACHE", "DASHAPP_PYRAMID_MIN_MB")
-                if k in os.environ
-            },
-            python_path=repo,
-        )
+    def server_of(checkout: Path, name: str):
+        def dashapp_server(volume: Volume, axis: int, index: int, logs: Path) -> PanelServer:
+            return PanelServer(
+                checkout / "apps" / "slicer.py",
+                ["--root", str(cache)],
+                cwd=checkout,
+                log=logs / f"{name}-{volume.layout}-{axis}.log",
+                env={
+                    k: os.environ[k]
+                    for k in ("DASHAPP_CACHE", "DASHAPP_PYRAMID_MIN_MB")
+                    if k in os.environ
+                },
+                python_path=checkout,
+            )
+
+        return dashapp_server
 
     def dashapp_url(server: PanelServer, volume: Volume, axis: int, index: int) -> str:
         return (
@@ -336,10 +342,15 @@ def browser_plans(repo: Path, cache: Path) -> dict[str, BrowserPlan]:
     def hv_url(server: PanelServer, volume: Volume, axis: int, index: int) -> str:
         return f"{server.base}/hv_app?file={volume.path.name}&axis={axis}&index={index}"
 
-    return {
-        "dashapp": BrowserPlan("dashapp", ".dashapp-plot", dashapp_server, dashapp_url),
+    plans = {
+        "dashapp": BrowserPlan("dashapp", ".dashapp-plot", server_of(repo, "dashapp"), dashapp_url),
         "holoviews": BrowserPlan("holoviews", ".bench-hv-plot", hv_server, hv_url),
     }
+    if baseline is not None:
+        plans["baseline"] = BrowserPlan(
+            "baseline", ".dashapp-plot", server_of(baseline, "baseline"), dashapp_url
+        )
+    return plans
 
 
 class ServerPool:
@@ -385,9 +396,9 @@ def _meminfo() -> dict[str, int]:
     return out
 
 
-def snapshot(repo: Path, ref: str, tmp: Path) -> Path:
-    """Export commit ``ref`` of ``repo`` to a folder in ``tmp`` (``git archive``)."""
-    dest = tmp / "dashapp-src"
+def snapshot(repo: Path, ref: str, tmp: Path, name: str = "dashapp-src") -> Path:
+    """Export commit ``ref`` of ``repo`` to the folder ``tmp/name`` (``git archive``)."""
+    dest = tmp / name
     dest.mkdir()
     archive = subprocess.run(
         ["git", "archive", "--format=tar", ref], cwd=repo, capture_output=True, check=True
@@ -522,6 +533,10 @@ def ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for (layout, axis), tools in by.items():
         d = (tools.get("dashapp") or {}).get("browser") or {}
+        base = next(
+            (t.get("browser") or {} for name, t in tools.items() if name.startswith("dashapp at ")),
+            {},
+        )
         h = (tools.get("holoviews") or {}).get("browser") or {}
         ds = (tools.get("dashapp") or {}).get("server") or {}
         hs = (tools.get("h5py") or {}).get("server") or {}
@@ -538,6 +553,9 @@ def ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "dashapp_over_h5py_server_median": _ratio(ds.get("median_ms"), hs.get("median_ms")),
                 "hv_over_dashapp_rss": _ratio(h.get("peak_rss_mb"), d.get("peak_rss_mb")),
                 "hv_over_dashapp_kb": _ratio(h.get("kb_per_frame"), d.get("kb_per_frame")),
+                "baseline_over_dashapp_browser_median": _ratio(
+                    base.get("browser_median_ms"), d.get("browser_median_ms")
+                ),
             }
         )
     return out
@@ -547,8 +565,9 @@ def ratio_table(rs: list[dict[str, Any]]) -> str:
     """The ratios as markdown (>1: dashapp is faster / smaller)."""
     lines = [
         "| layout | axis | HoloViews / dashapp browser median | ... p95 | dashapp / h5py server "
-        "median | HoloViews / dashapp peak RSS | HoloViews / dashapp KB per frame |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "median | HoloViews / dashapp peak RSS | HoloViews / dashapp KB per frame "
+        "| baseline / dashapp browser median |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rs:
         cells = [
@@ -559,6 +578,7 @@ def ratio_table(rs: list[dict[str, Any]]) -> str:
                 "dashapp_over_h5py_server_median",
                 "hv_over_dashapp_rss",
                 "hv_over_dashapp_kb",
+                "baseline_over_dashapp_browser_median",
             )
         ]
         lines.append(f"| {r['layout']} | {r['axis']} | " + " | ".join(cells) + " |")
@@ -590,6 +610,7 @@ class Settings:
     repo: str
     ref: str | None
     dashapp_cache: str
+    baseline: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -642,6 +663,12 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         default=OUT / "dashapp-cache",
         help="DASHAPP_CACHE for dashapp (its pyramids), kept between runs",
     )
+    p.add_argument(
+        "--baseline",
+        metavar="REF",
+        help="also measure commit REF of --repo in the browser, on the same rows right after "
+        "dashapp (before/after in one run)",
+    )
     a = p.parse_args(argv)
     layouts = a.layouts or list(LAYOUTS)
     if a.huge and "huge" not in layouts:
@@ -667,6 +694,7 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         repo=str(a.repo.resolve()),
         ref=a.ref,
         dashapp_cache=str(a.dashapp_cache.resolve()),
+        baseline=a.baseline,
     )
 
 
@@ -702,7 +730,13 @@ def run(settings: Settings) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     browser_runs: list[dict[str, Any]] = []
     pyramids: dict[str, Any] = {}
-    plans = browser_plans(repo, cache)
+    baseline = (
+        snapshot(Path(settings.repo), settings.baseline, tmp, "baseline-src")
+        if settings.baseline
+        else None
+    )
+    plans = browser_plans(repo, cache, baseline)
+    tools = list(settings.tools) + (["baseline"] if baseline is not None else [])
 
     pw_cm = browser = None
     if settings.browser:
@@ -767,12 +801,19 @@ def run(settings: Settings) -> dict[str, Any]:
                 row_d = {"layout": volume.layout, "axis": axis, "tool": "dashapp", "server": d}
                 row_h = {"layout": volume.layout, "axis": axis, "tool": "holoviews", "server": None}
                 row_p = {"layout": volume.layout, "axis": axis, "tool": "h5py", "server": h}
-                for r in (row_d, row_h, row_p):
+                row_b = {
+                    "layout": volume.layout,
+                    "axis": axis,
+                    "tool": f"dashapp at {settings.baseline}",
+                    "server": None,
+                }
+                for r in (row_d, row_h, row_p, row_b):
                     r["load_avg_1min"] = load
                 index = start_index(n, settings.presses)
-                for tool in settings.tools if browser is not None else []:
+                # The baseline runs right after dashapp on the same row: same load, same volume.
+                for tool in tools if browser is not None else []:
                     plan = plans[tool]
-                    row = row_d if tool == "dashapp" else row_h
+                    row = {"dashapp": row_d, "holoviews": row_h, "baseline": row_b}[tool]
                     try:
                         with pool.server(plan, volume, axis, index) as (server, warm_info):
                             server.sampler.reset_window()
@@ -818,6 +859,8 @@ def run(settings: Settings) -> dict[str, Any]:
                         log(f"{label}: {tool} failed: {row['error']}")
                 measured_hv = browser is not None and "holoviews" in settings.tools
                 rows += [row_d, row_h, row_p] if measured_hv else [row_d, row_p]
+                if baseline is not None and browser is not None:
+                    rows.append(row_b)
     finally:
         pool.close()
         if browser is not None:
