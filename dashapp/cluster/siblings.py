@@ -32,6 +32,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from .. import settings
 from ..errors import OwnerGone, OwnerTimeout
 
 __all__ = ["Siblings", "server_group"]
@@ -41,9 +42,9 @@ log = logging.getLogger(__name__)
 
 def server_group() -> Path | None:
     """The group folder of this process (see the module), or None when it serves alone."""
-    env = os.environ.get("DASHAPP_CLUSTER_GROUP")
-    if env:
-        return Path(env)
+    group = settings.current().cluster_group
+    if group is not None:
+        return group
     try:
         from tornado.process import task_id
     except ImportError:  # pragma: no cover - tornado comes with bokeh
