@@ -18,6 +18,7 @@ entry) starts them too.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import html
 import logging
 import os
@@ -65,6 +66,7 @@ class AppServices:
 
 
 _SERVICES: AppServices | None = None
+_REAPING: set[int] = set()
 _LOCK = threading.Lock()
 
 
@@ -117,10 +119,22 @@ def services(*, server: bool = True) -> AppServices:
         return _SERVICES
 
 
+def _reap(pid: int) -> None:
+    """Wait for child ``pid`` to end, so it does not stay ``<defunct>`` (in a thread)."""
+    with contextlib.suppress(ChildProcessError):  # not our child (set by hand), or reaped
+        os.waitpid(pid, 0)
+
+
 def _start_server_parts() -> None:
     """What only a server starts (each part is idempotent)."""
+    from . import settings
     from .data.alloc import return_freed_buffers, trim_freed_buffers
     from .views.transport import flush_stranded_updates
+
+    pid = settings.current().announcer_pid  # `dashapp serve`'s ready-announcer (see cli)
+    if pid is not None and pid not in _REAPING:
+        _REAPING.add(pid)
+        threading.Thread(target=_reap, args=(pid,), name="dashapp-reaper", daemon=True).start()
 
     flush_stranded_updates()  # every session's pictures reach its browser (see the module)
     return_freed_buffers()  # a long-running server gives freed chunks back (see the module)

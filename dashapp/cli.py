@@ -63,9 +63,13 @@ def _hostname() -> str:
     return socket.getfqdn()
 
 
-def _announce_when_ready(url: str, rest: list[str], show: bool) -> None:
+def _announce_when_ready(url: str, rest: list[str], show: bool) -> int:
     """Print the URL again once the server answers, below panel's own start-up lines (which
     name the address without the token), and with --show open it (panel's --show has no token).
+
+    Returns the announcer's process id: this process becomes the server (``exec``), which
+    reaps the announcer when it ends (``$DASHAPP_ANNOUNCER_PID``, see
+    :func:`dashapp.app.services`); else it would stay ``<defunct>`` as long as the server runs.
     """
     import subprocess
 
@@ -90,11 +94,12 @@ def _announce_when_ready(url: str, rest: list[str], show: bool) -> None:
         "            webbrowser.open(sys.argv[1])\n"
         "        break\n"
     )
-    subprocess.Popen(
+    proc = subprocess.Popen(
         [sys.executable, "-c", code, url, "1" if show else "0", str(os.getpid())],
         start_new_session=True,
         stdout=subprocess.DEVNULL,
     )
+    return proc.pid
 
 
 def _serve(args: argparse.Namespace, rest: list[str]) -> int:
@@ -103,7 +108,7 @@ def _serve(args: argparse.Namespace, rest: list[str]) -> int:
     from . import settings
     from .auth import AUTH_MODULE, new_token
     from .routes import PLUGIN, ROUTE, SLICER_SCRIPT
-    from .settings import ALLOW_VIEWERS_ENV, TOKEN_ENV
+    from .settings import ALLOW_VIEWERS_ENV, ANNOUNCER_ENV, TOKEN_ENV
 
     show = "--show" in rest
     rest = [item for item in rest if item != "--show"]
@@ -151,7 +156,7 @@ def _serve(args: argparse.Namespace, rest: list[str]) -> int:
         print("dashapp: anyone who reaches it may look (viewers); the token URL is the owner's")
     sys.stdout.flush()
     if not _has(rest, "--unix-socket"):
-        _announce_when_ready(url, rest, show)
+        env[ANNOUNCER_ENV] = str(_announce_when_ready(url, rest, show))
     os.execvpe(cmd[0], cmd, env)
     return 0  # pragma: no cover - execvpe does not return
 

@@ -25,6 +25,7 @@ from typing import Any
 
 __all__ = [
     "ALLOW_VIEWERS_ENV",
+    "ANNOUNCER_ENV",
     "BASE_URL_ENV",
     "TOKEN_ENV",
     "VARIABLES",
@@ -42,6 +43,7 @@ log = logging.getLogger(__name__)
 TOKEN_ENV = "DASHAPP_TOKEN"
 ALLOW_VIEWERS_ENV = "DASHAPP_ALLOW_VIEWERS"
 BASE_URL_ENV = "DASHAPP_JUPYTER_BASE_URL"
+ANNOUNCER_ENV = "DASHAPP_ANNOUNCER_PID"
 #: Set by JupyterHub for the user's server and its kernels (read as the base URL's fallback).
 _HUB_PREFIX = "JUPYTERHUB_SERVICE_PREFIX"
 
@@ -91,6 +93,10 @@ def _choice(*choices: str) -> Callable[[str], str]:
     return parse
 
 
+def _pid(text: str) -> int | None:
+    return int(text) if text.strip() else None
+
+
 def _bits(text: str) -> int:
     return 32 if text.strip() == "32" else 16
 
@@ -113,6 +119,14 @@ VARIABLES: tuple[Variable, ...] = (
             "demo workspace)."
         ),
         _path,
+    ),
+    Variable(
+        ANNOUNCER_ENV,
+        "",
+        "process id",
+        "Set by `dashapp serve` for its server: the helper that prints the link once the "
+        "server answers (the server reaps it when it ends). Not for you to set.",
+        _pid,
     ),
     Variable(
         "DASHAPP_CACHE",
@@ -265,6 +279,7 @@ class Settings:
     """The parsed values of :data:`VARIABLES` (see each variable's doc there)."""
 
     root: Path | None
+    announcer_pid: int | None
     cache: Path | None
     workspace: Path | None
     token: str

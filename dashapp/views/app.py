@@ -25,7 +25,7 @@ from .browser import FileBrowser
 from .series import ConvergencePlot
 from .session import on_session, release_links
 from .slicer import Slicer
-from .text import TextAlert, as_markdown, escape
+from .text import TextAlert, as_markdown, escape, problem_text
 
 __all__ = ["SlicerApp", "resolve_root"]
 
@@ -112,8 +112,10 @@ class SlicerApp(pn.viewable.Viewer):
             folder_file = slice_state.file
             try:
                 browser_state.open(folder_file)
-            except Exception as exc:  # the slicer shows the same problem in its alert
+            except DashappError as exc:  # the slicer shows the same problem in its alert
                 browser_state.error = str(exc)
+            except Exception as exc:  # last line: a link must not break the page (logged)
+                browser_state.error = problem_text(exc, f"Opening {folder_file}")
         self.browser = FileBrowser(browser_state, on_pick=self.pick)
         self.slicer = Slicer(state=slice_state)
         self.convergence = ConvergencePlot(slice_state)
@@ -214,8 +216,8 @@ class SlicerApp(pn.viewable.Viewer):
             self.record.file_opened(path, root=st.root)
         except DashappError:
             return  # the slicer's alert says why the file does not open
-        except Exception as exc:  # recording must never break the app
-            log.warning("could not record the file %s: %s", st.file, exc)
+        except Exception as exc:  # last line: recording must never break the app (logged)
+            log.warning("could not record the file %s: %s", st.file, exc, exc_info=True)
 
     def snapshot(self, event: Any = None) -> Any:
         """Add a PNG of the current view, with its link, to the timeline."""
