@@ -8,13 +8,16 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
+from ._version import __version__
+
 __all__ = ["Slicer", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
     if name == "Slicer":
+        from .app import services
         from .views.slicer import Slicer
 
+        services(server=False)  # the notebook entry starts the process's shared services
         return Slicer
     raise AttributeError(f"module 'dashapp' has no attribute {name!r}")

@@ -1,23 +1,144 @@
-"""Entry points that build the slicer page: for ``panel serve`` scripts and the ``dashapp`` CLI.
+"""The composition root: the process-wide services, and the entry points that build the slicer page.
+
+:func:`services` creates, wires and starts, once per process, what every session of a server
+(or a notebook kernel) shares: the open-file handles (``HANDLES``), the decoded-chunk cache
+(``CHUNK_CACHE``, sized from the settings), the overview pyramids (``PYRAMIDS``, built on the
+Dask pane's cluster when one runs; what crashed builds left in the cache is cleaned at start),
+the file watches (``WATCHES``), the cluster manager (imported when first asked for: it pulls in
+Dask), malloc's return of freed memory, and the warm-up of datashader's kernels. No view starts
+any of these as a side effect of being built.
 
 A Panel script runs once per browser session, so the scripts (``apps/slicer.py`` in the
 repository and :data:`SLICER_SCRIPT` inside the installed package) only call
-:func:`serve_slicer_page`, which reads the command line and the page's URL query.
+:func:`serve_slicer_page`, which starts the services (the first time), reads the command line
+and the page's URL query, and builds the page. ``from dashapp import Slicer`` (the notebook
+entry) starts them too.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import html
+import logging
+import os
 import sys
+import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["SLICER_SCRIPT", "serve_slicer_page"]
+from .routes import SLICER_SCRIPT
 
-#: The slicer script inside the installed package (what ``dashapp serve`` and the JupyterLab
-#: launcher tile hand to ``panel serve``; the repository's ``apps/slicer.py`` is the same).
-SLICER_SCRIPT = Path(__file__).with_name("slicer_app.py")
+__all__ = ["SLICER_SCRIPT", "AppServices", "serve_slicer_page", "services"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class AppServices:
+    """The services one process shares among its sessions (see the module).
+
+    Attributes
+    ----------
+    handles, chunk_cache, pyramids, watches
+        :data:`dashapp.data.HANDLES`, :data:`~dashapp.data.chunks.CHUNK_CACHE`,
+        :data:`~dashapp.data.PYRAMIDS` and :data:`~dashapp.data.watch.WATCHES`.
+    pid
+        The process they were started in (a forked server process starts its own).
+    server
+        Whether the server-only parts were started (see :func:`services`).
+    """
+
+    handles: Any
+    chunk_cache: Any
+    pyramids: Any
+    watches: Any
+    pid: int
+    server: bool = False
+
+    @property
+    def cluster(self) -> Any:
+        """The Dask pane's :class:`~dashapp.cluster.ClusterManager` (imports Dask)."""
+        from .cluster import MANAGER
+
+        return MANAGER
+
+
+_SERVICES: AppServices | None = None
+_REAPING: set[int] = set()
+_LOCK = threading.Lock()
+
+
+def _cluster_client() -> Any:
+    """The Dask pane's cluster client when a cluster runs (pyramids are built there)."""
+    from .cluster import MANAGER
+
+    if MANAGER.info().get("status") != "running":
+        return None
+    return MANAGER.client
+
+
+def services(*, server: bool = True) -> AppServices:
+    """The process's services, created, wired and started on the first call (see the module).
+
+    Parameters
+    ----------
+    server
+        True for a Panel server: also Panel's stranded-update fix, malloc's return of freed
+        memory to the system (settings ``DASHAPP_MMAP_THRESHOLD_KB`` and
+        ``DASHAPP_MALLOC_TRIM_S``) and the warm-up of datashader's kernels. A notebook
+        kernel (``server=False``) leaves its allocator alone.
+    """
+    global _SERVICES
+    with _LOCK:
+        if _SERVICES is not None and _SERVICES.pid == os.getpid():
+            if server and not _SERVICES.server:  # a notebook kernel that now serves
+                _start_server_parts()
+                _SERVICES.server = True
+            return _SERVICES
+        from .data import HANDLES, PYRAMIDS, warm_up
+        from .data.chunks import CHUNK_CACHE, cache_budget
+        from .data.watch import WATCHES
+
+        CHUNK_CACHE.resize(cache_budget())  # with --num-procs N, each process has 1/N of it
+        PYRAMIDS.client_provider = _cluster_client
+        if server:
+            _start_server_parts()
+
+        def start_up() -> None:
+            try:
+                PYRAMIDS.clean()  # (off the event loop: the cache may sit on a slow filesystem)
+            except OSError as exc:  # an unwritable cache: the builds will say so
+                log.warning("could not clean the overview cache: %s", exc)
+            if server:  # (10 s of CPU: a notebook compiles at its first zoom instead)
+                warm_up()  # datashader's kernels compiled before the first zoom
+
+        threading.Thread(target=start_up, name="dashapp-warm-up", daemon=True).start()
+        _SERVICES = AppServices(HANDLES, CHUNK_CACHE, PYRAMIDS, WATCHES, os.getpid(), server)
+        return _SERVICES
+
+
+def _reap(pid: int) -> None:
+    """Wait for child ``pid`` to end, so it does not stay ``<defunct>`` (in a thread)."""
+    with contextlib.suppress(ChildProcessError):  # not our child (set by hand), or reaped
+        os.waitpid(pid, 0)
+
+
+def _start_server_parts() -> None:
+    """What only a server starts (each part is idempotent)."""
+    from . import settings
+    from .data.alloc import return_freed_buffers, trim_freed_buffers
+    from .views.transport import flush_stranded_updates
+
+    pid = settings.current().announcer_pid  # `dashapp serve`'s ready-announcer (see cli)
+    if pid is not None and pid not in _REAPING:
+        _REAPING.add(pid)
+        threading.Thread(target=_reap, args=(pid,), name="dashapp-reaper", daemon=True).start()
+
+    flush_stranded_updates()  # every session's pictures reach its browser (see the module)
+    return_freed_buffers()  # a long-running server gives freed chunks back (see the module)
+    trim_freed_buffers()
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
@@ -105,15 +226,9 @@ def serve_slicer_page(argv: list[str] | None = None) -> Any:
     be opened and the page says why)."""
     import panel as pn
 
-    from .data.alloc import return_freed_buffers, trim_freed_buffers
-    from .data.chunks import CHUNK_CACHE, cache_budget
     from .views.app import SlicerApp, resolve_root
-    from .views.transport import flush_stranded_updates
 
-    flush_stranded_updates()  # every session's pictures reach its browser (see the module)
-    return_freed_buffers()  # a long-running server gives freed chunks back (see the module)
-    trim_freed_buffers()
-    CHUNK_CACHE.resize(cache_budget())  # with --num-procs N, each process has 1/N of it
+    services()  # the process's shared services, started by the first session
     args = _parse(sys.argv[1:] if argv is None else argv)
     pn.extension("tabulator", notifications=True)  # the cluster pane's tables
     if not _let_in():  # no token: a page asking for it, and nothing of the server's

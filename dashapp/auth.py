@@ -43,6 +43,10 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from tornado.web import RequestHandler
 
+# (absolute imports: Bokeh loads this file by its path, as --auth-module, outside the package)
+from dashapp import settings
+from dashapp.settings import ALLOW_VIEWERS_ENV, TOKEN_ENV
+
 __all__ = [
     "ALLOW_VIEWERS_ENV",
     "AUTH_MODULE",
@@ -70,10 +74,8 @@ __all__ = [
 
 #: This file: what ``panel serve --auth-module`` takes.
 AUTH_MODULE = Path(__file__).resolve()
-#: Environment variable holding the server's access token.
-TOKEN_ENV = "DASHAPP_TOKEN"
-#: Set to 1 to let in, as viewers, people who do not hold the token (``--allow-viewers``).
-ALLOW_VIEWERS_ENV = "DASHAPP_ALLOW_VIEWERS"
+#: (``TOKEN_ENV``, the server's access token, and ``ALLOW_VIEWERS_ENV``, 1 to let in people
+#: without the token as viewers, come from :mod:`dashapp.settings`.)
 #: Comma-separated user names (from Panel's ``--basic-auth`` or OAuth) who are owners too.
 OWNERS_ENV = "DASHAPP_OWNERS"
 #: The two kinds of access a session can have.
@@ -92,9 +94,7 @@ def new_token() -> str:
 
 def token_file() -> Path:
     """The user's token file: ``$DASHAPP_CACHE/token``, or ``~/.cache/dashapp/token``."""
-    cache = os.environ.get("DASHAPP_CACHE")
-    folder = Path(cache) if cache else Path.home() / ".cache" / "dashapp"
-    return folder / "token"
+    return settings.cache_dir() / "token"
 
 
 def _file_token() -> str:
@@ -116,8 +116,7 @@ def _file_token() -> str:
 
 def server_token() -> str:
     """The server's access token: ``$DASHAPP_TOKEN``, else the user's token file's."""
-    token = os.environ.get(TOKEN_ENV, "").strip()
-    return token or _file_token()
+    return settings.current().token or _file_token()
 
 
 def cookie_name(token: str | None = None) -> str:
@@ -173,11 +172,11 @@ def presented_token(
 
 def viewers_allowed() -> bool:
     """True when the operator lets people without the token in, as viewers."""
-    return os.environ.get(ALLOW_VIEWERS_ENV, "").strip().lower() in ("1", "true", "yes")
+    return settings.current().allow_viewers
 
 
 def _owners() -> set[str]:
-    return {n.strip() for n in os.environ.get(OWNERS_ENV, "").split(",") if n.strip()}
+    return set(settings.current().owners)
 
 
 def access_of(

@@ -1,4 +1,4 @@
-"""The ``dashapp`` command line.
+"""The dashapp command line.
 
 dashapp serve [--root DIR] [--capsule C] [--allow-viewers] [panel serve options...]
                                                        serve the slicer (a capsule: read-only)
@@ -40,6 +40,8 @@ def _has(rest: list[str], name: str) -> bool:
 
 def _serve_url(rest: list[str], token: str | None) -> str:
     """The URL the owner opens (with the token), as the browser on this machine sees it."""
+    from .routes import ROUTE
+
     address = _option(rest, "--address") or "localhost"
     if address in ("127.0.0.1", "::1", "0.0.0.0", "::", ""):
         address = "localhost" if address not in ("0.0.0.0", "::", "") else _hostname()
@@ -47,8 +49,8 @@ def _serve_url(rest: list[str], token: str | None) -> str:
     scheme = "https" if _has(rest, "--ssl-certfile") else "http"
     prefix = (_option(rest, "--prefix") or "").strip("/")
     path = f"/{prefix}/" if prefix else "/"
-    if _option(rest, "--index") not in (None, "slicer_app"):
-        path += "slicer_app"
+    if _option(rest, "--index") not in (None, ROUTE):
+        path += ROUTE
     query = f"?token={token}" if token else ""
     if _has(rest, "--unix-socket"):  # through the SSH tunnel: ssh -L 5006:<socket> ...
         return f"http://localhost:5006{path}{query}"
@@ -61,9 +63,13 @@ def _hostname() -> str:
     return socket.getfqdn()
 
 
-def _announce_when_ready(url: str, rest: list[str], show: bool) -> None:
+def _announce_when_ready(url: str, rest: list[str], show: bool) -> int:
     """Print the URL again once the server answers, below panel's own start-up lines (which
     name the address without the token), and with --show open it (panel's --show has no token).
+
+    Returns the announcer's process id: this process becomes the server (``exec``), which
+    reaps the announcer when it ends (``$DASHAPP_ANNOUNCER_PID``, see
+    :func:`dashapp.app.services`); else it would stay ``<defunct>`` as long as the server runs.
     """
     import subprocess
 
@@ -88,24 +94,34 @@ def _announce_when_ready(url: str, rest: list[str], show: bool) -> None:
         "            webbrowser.open(sys.argv[1])\n"
         "        break\n"
     )
-    subprocess.Popen(
+    proc = subprocess.Popen(
         [sys.executable, "-c", code, url, "1" if show else "0", str(os.getpid())],
         start_new_session=True,
         stdout=subprocess.DEVNULL,
     )
+    return proc.pid
 
 
 def _serve(args: argparse.Namespace, rest: list[str]) -> int:
     import secrets
 
-    from .app import SLICER_SCRIPT
-    from .auth import ALLOW_VIEWERS_ENV, AUTH_MODULE, TOKEN_ENV, new_token
+    from . import settings
+    from .auth import AUTH_MODULE, new_token
+    from .routes import PLUGIN, ROUTE, SLICER_SCRIPT
+    from .settings import ALLOW_VIEWERS_ENV, ANNOUNCER_ENV, TOKEN_ENV
 
     show = "--show" in rest
     rest = [item for item in rest if item != "--show"]
+    for name in ("port", "num_procs"):  # shown in `dashapp serve --help`; panel serve's
+        value = getattr(args, name, None)
+        if value is not None:
+            rest = [f"--{name.replace('_', '-')}", str(value), *rest]
     cmd = [sys.executable, "-m", "panel", "serve", str(SLICER_SCRIPT), *rest]
-    if not _has(rest, "--index"):  # the slicer at / rather than /slicer_app
-        cmd[5:5] = ["--index", "slicer_app"]
+    # the slicer at /slicer, as `panel serve apps/slicer.py` serves it, and at / too; old
+    # /slicer_app links redirect there (see dashapp.routes)
+    cmd[5:5] = ["--plugins", PLUGIN]
+    if not _has(rest, "--index"):
+        cmd[5:5] = ["--index", ROUTE]
     if not (_has(rest, "--address") or _has(rest, "--unix-socket")):
         cmd[5:5] = ["--address", "127.0.0.1"]  # this machine only, unless told otherwise
         rest = ["--address", "127.0.0.1", *rest]
@@ -113,7 +129,7 @@ def _serve(args: argparse.Namespace, rest: list[str]) -> int:
     own_auth = any(_has(rest, o) for o in _OWN_AUTH) or any(env.get(v) for v in _OWN_AUTH_ENV)
     token = None
     if not own_auth:  # the token, for every page, session and websocket (see dashapp.auth)
-        token = env.get(TOKEN_ENV, "").strip() or new_token()
+        token = settings.current().token or new_token()
         env[TOKEN_ENV] = token  # the environment, not argv: `ps` shows argv to every user
         cmd[5:5] = ["--auth-module", str(AUTH_MODULE)]
     if args.allow_viewers:
@@ -140,7 +156,7 @@ def _serve(args: argparse.Namespace, rest: list[str]) -> int:
         print("dashapp: anyone who reaches it may look (viewers); the token URL is the owner's")
     sys.stdout.flush()
     if not _has(rest, "--unix-socket"):
-        _announce_when_ready(url, rest, show)
+        env[ANNOUNCER_ENV] = str(_announce_when_ready(url, rest, show))
     os.execvpe(cmd[0], cmd, env)
     return 0  # pragma: no cover - execvpe does not return
 
@@ -148,6 +164,7 @@ def _serve(args: argparse.Namespace, rest: list[str]) -> int:
 def _capsule(args: argparse.Namespace) -> int:
 
     from .provenance import Record, export_capsule, open_capsule
+    from .routes import ROUTE
 
     if args.action == "export":
         record = Record(args.workspace or None, read_only=True)
@@ -209,7 +226,7 @@ def _capsule(args: argparse.Namespace) -> int:
         print("or serve its data and open a view's link:")
         print(f"  dashapp serve --root {_quote(str(root))}")
         for event, _query in capsule.views()[-5:]:
-            print(f"  http://localhost:5006/slicer_app?{event.link}   ({event.title})")
+            print(f"  http://localhost:5006/{ROUTE}?{event.link}   ({event.title})")
     return 0
 
 
@@ -265,9 +282,20 @@ def _add_provenance_commands(sub: argparse._SubParsersAction) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the ``dashapp`` command."""
-    parser = argparse.ArgumentParser(prog="dashapp", description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser("serve", help="serve the slicer (extra options go to panel serve)")
+    parser = argparse.ArgumentParser(
+        prog="dashapp",
+        description="See inside HDF5 files from a browser: the slicer, its provenance record.",
+        epilog="commands:\n" + __doc__.split("\n\n", 1)[1].rstrip("\n"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve = sub.add_parser(
+        "serve",
+        help="serve the slicer (extra options go to panel serve)",
+        description="Serve the slicer at http://localhost:PORT/slicer (and at /) on this "
+        "machine only, with an access token. Options not listed here go to `panel serve` "
+        "(see `panel serve --help`), e.g. --address, --unix-socket, --prefix, --show.",
+    )
     serve.add_argument("--root", help="folder to browse (default: $DASHAPP_ROOT or the demo)")
     serve.add_argument(
         "--capsule", help="serve a capsule read-only: its timeline, views and packed inputs"
@@ -276,6 +304,13 @@ def main(argv: list[str] | None = None) -> int:
         "--allow-viewers",
         action="store_true",
         help="let in people without the token, as viewers (they cannot set cluster shell fields)",
+    )
+    serve.add_argument("--port", type=int, help="port to listen on (default: 5006)")
+    serve.add_argument(
+        "--num-procs",
+        type=int,
+        help="number of server processes (0: one per core; default: 1); the chunk cache "
+        "($DASHAPP_CHUNK_CACHE_MB) is shared out among them",
     )
     _add_provenance_commands(sub)
     args, rest = parser.parse_known_args(argv)

@@ -3,7 +3,7 @@
 Installing dashapp registers :func:`setup_slicer` as a ``jupyter_serverproxy_servers`` entry
 point. jupyter-server-proxy then shows an "HDF5 Slicer" tile in the JupyterLab launcher; the first
 request to ``<base_url>dashapp/`` starts ``panel serve`` on the packaged slicer script
-(:data:`dashapp.app.SLICER_SCRIPT`) and proxies HTTP and websockets to it, behind the Jupyter
+(:data:`dashapp.routes.SLICER_SCRIPT`) and proxies HTTP and websockets to it, behind the Jupyter
 server's own authentication:
 
 - Panel listens on a unix socket in a private temporary folder (mode 0700), so no other user of a
@@ -11,8 +11,9 @@ server's own authentication:
   falls back to TCP on 127.0.0.1 only).
 - ``absolute_url`` is on and Panel runs with ``--prefix <base_url>dashapp``: Panel sees the same
   paths as the browser, so its page, static resources and websocket URL all carry the prefix.
-  ``--index slicer_app`` serves the app at the prefix itself, so ``<base_url>dashapp/?file=...``
-  is a deep link.
+  ``--index slicer`` serves the app at the prefix itself too, so ``<base_url>dashapp/?file=...``
+  and ``<base_url>dashapp/slicer?file=...`` (the route of every way of serving it) are deep
+  links; old ``<base_url>dashapp/slicer_app?...`` links redirect (:mod:`dashapp.routes`).
 - ``--allow-websocket-origin=*``: the browser's origin is the Jupyter server's public host, which
   the Panel process cannot know (JupyterHub, Binder, an SSH tunnel). The Jupyter server checks the
   origin of every websocket before it is proxied.
@@ -39,8 +40,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from .app import SLICER_SCRIPT
-from .auth import AUTH_MODULE, TOKEN_ENV, new_token
+from . import settings
+from .auth import AUTH_MODULE, new_token
+from .routes import PLUGIN, ROUTE, SLICER_SCRIPT
+from .settings import BASE_URL_ENV, TOKEN_ENV
 
 __all__ = [
     "ICON",
@@ -64,8 +67,6 @@ ICON = Path(__file__).with_name("assets") / "dashapp.svg"
 #: h5py and may write the demo workspace first: 6–21 s on a busy 2-core machine, more on a login
 #: node or from a Python environment on a parallel file system.
 START_TIMEOUT = 180.0
-#: Environment variable through which the proxied Panel process learns the Jupyter base URL.
-BASE_URL_ENV = "DASHAPP_JUPYTER_BASE_URL"
 
 _LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "0.0.0.0", "::", ""}
 
@@ -95,9 +96,9 @@ def slicer_root() -> str | None:
         ``$DASHAPP_ROOT`` if set, else the Jupyter server's root folder, else None (the app then
         writes and shows the built-in demo workspace).
     """
-    chosen = os.environ.get("DASHAPP_ROOT")
+    chosen = settings.current().root
     if chosen:  # the app reports a folder that does not exist
-        return chosen
+        return str(chosen)
     root = _jupyter_root_dir()
     if root and Path(root).expanduser().is_dir():
         return str(Path(root).expanduser().resolve())
@@ -138,7 +139,8 @@ def slicer_command(
         cmd += ["--address", "127.0.0.1", "--port", str(port)]
     cmd += [
         "--prefix", prefix,
-        "--index", SLICER_SCRIPT.stem,
+        "--index", ROUTE,
+        "--plugins", PLUGIN,  # old <prefix>/slicer_app links redirect to <prefix>/slicer
         "--allow-websocket-origin", "*",
         "--auth-module", str(AUTH_MODULE),  # the proxy brings the token (setup_slicer)
     ]  # fmt: skip
@@ -197,11 +199,7 @@ def jupyter_base_url() -> str | None:
         ``$JUPYTERHUB_SERVICE_PREFIX`` (set by JupyterHub for the user's server and its kernels),
         with a trailing slash; None when neither is set.
     """
-    for var in (BASE_URL_ENV, "JUPYTERHUB_SERVICE_PREFIX"):
-        value = os.environ.get(var)
-        if value:
-            return "/" + value.strip("/") + "/" if value.strip("/") else "/"
-    return None
+    return settings.current().jupyter_base_url
 
 
 def proxied_url(url: str, base_url: str | None = None) -> str:

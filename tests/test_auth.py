@@ -146,9 +146,9 @@ def test_without_the_token_the_page_is_refused(serve, data_root):
         assert "access token" in body
         assert "secret-run" not in body
         assert "bokeh" not in body.lower()
-    assert _get(server, "/slicer_app")[0] == 302
-    assert _get(server, "/slicer_app/autoload.js?bokeh-autoload-element=x")[0] == 302
-    assert _get(server, "/slicer_app/metadata")[0] == 302
+    assert _get(server, "/slicer")[0] == 302
+    assert _get(server, "/slicer/autoload.js?bokeh-autoload-element=x")[0] == 302
+    assert _get(server, "/slicer/metadata")[0] == 302
 
 
 def test_without_the_token_no_websocket_session(serve, data_root):
@@ -156,7 +156,7 @@ def test_without_the_token_no_websocket_session(serve, data_root):
 
     server = serve(data_root, dashapp_serve=True)
     assert _websocket(server, "/ws") == 403  # no Origin header, no token: refused
-    assert _websocket(server, "/slicer_app/ws") == 403
+    assert _websocket(server, "/slicer/ws") == 403
     with pytest.raises(Exception):  # noqa: B017 - Bokeh's client raises OSError or IOError
         pull_session(url=server.url)
     # the token opens the websocket, but a session id the server did not sign gets no session

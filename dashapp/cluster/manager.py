@@ -39,6 +39,7 @@ from typing import Any, TypeVar
 import dask.config
 from distributed.core import Status, rpc
 
+from ..errors import ClusterError
 from . import slurm
 from .config import (
     CONNECT,
@@ -86,10 +87,6 @@ _CLUSTER_ONLY = {
 }
 
 _T = TypeVar("_T")
-
-
-class ClusterError(RuntimeError):
-    """A cluster request that cannot be done; the message says why, for the person asking."""
 
 
 @dataclass

@@ -32,6 +32,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from .. import settings
+from ..errors import OwnerGone, OwnerTimeout
+
 __all__ = ["Siblings", "server_group"]
 
 log = logging.getLogger(__name__)
@@ -39,9 +42,9 @@ log = logging.getLogger(__name__)
 
 def server_group() -> Path | None:
     """The group folder of this process (see the module), or None when it serves alone."""
-    env = os.environ.get("DASHAPP_CLUSTER_GROUP")
-    if env:
-        return Path(env)
+    group = settings.current().cluster_group
+    if group is not None:
+        return group
     try:
         from tornado.process import task_id
     except ImportError:  # pragma: no cover - tornado comes with bokeh
@@ -71,10 +74,6 @@ def _private_folder(path: Path) -> Path | None:
     log.warning("%s is not a private folder of this user: server processes do not share a "
                 "cluster", path)  # fmt: skip
     return None
-
-
-class OwnerGone(RuntimeError):
-    """The process that ran the group's cluster has ended."""
 
 
 class Siblings:
@@ -235,7 +234,7 @@ class Siblings:
                 gone_since = None
             if now > deadline:
                 _unlink(folder / f"{rid}.json")
-                raise TimeoutError(f"the server process that runs the cluster did not answer "
+                raise OwnerTimeout(f"the server process that runs the cluster did not answer "
                                    f"{op} within {timeout:g} s")  # fmt: skip
 
 

@@ -32,17 +32,14 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Callable
-from typing import TypeVar
+
+from .. import settings
 
 __all__ = ["return_freed_buffers", "trim_freed_buffers"]
 
 log = logging.getLogger(__name__)
 
 _M_MMAP_THRESHOLD = -3  # glibc's malloc.h
-_DEFAULT_KB = 4096
-_DEFAULT_TRIM_S = 5.0
-_N = TypeVar("_N", int, float)
 
 
 def return_freed_buffers(threshold_kb: int | None = None) -> int:
@@ -53,7 +50,7 @@ def return_freed_buffers(threshold_kb: int | None = None) -> int:
     none was set (switched off, or not glibc: musl and macOS have no such setting).
     """
     if threshold_kb is None:
-        threshold_kb = _setting("DASHAPP_MMAP_THRESHOLD_KB", _DEFAULT_KB, int)
+        threshold_kb = settings.current().mmap_threshold_kb
     if threshold_kb <= 0 or not sys.platform.startswith("linux"):
         return 0
     mallopt = _mallopt()
@@ -79,7 +76,7 @@ def trim_freed_buffers(interval_s: float | None = None) -> float:
     """
     global _trimmer
     if interval_s is None:
-        interval_s = _setting("DASHAPP_MALLOC_TRIM_S", _DEFAULT_TRIM_S, float)
+        interval_s = settings.current().malloc_trim_s
     with _trimmer_lock:
         current = _trimmer if _trimmer is not None and _trimmer[0] == os.getpid() else None
         if current is not None and current[1] == interval_s:
@@ -99,15 +96,6 @@ def trim_freed_buffers(interval_s: float | None = None) -> float:
         threading.Thread(target=run, name="dashapp-malloc-trim", daemon=True).start()
         _trimmer = (os.getpid(), interval_s, stop)
         return interval_s
-
-
-def _setting(name: str, default: _N, kind: Callable[[str], _N]) -> _N:
-    """The number in ``$name``, or ``default`` if unset or not a number (with a warning)."""
-    try:
-        return kind(os.environ.get(name, default))
-    except ValueError:
-        log.warning("%s is not a number; using %s", name, default)
-        return default
 
 
 @functools.cache

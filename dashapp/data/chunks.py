@@ -51,8 +51,10 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from .. import settings
 from .errors import Unsupported
 from .files import H5_OBJECT_LOCK, h5_errors, open_file
+from .reduce import as_float32, halve
 
 __all__ = [
     "CHUNK_CACHE",
@@ -82,11 +84,7 @@ PART_FRACTION = 1 / 8
 
 
 def _memory_setting() -> int:
-    try:
-        mb = float(os.environ.get("DASHAPP_READ_MEMORY_MB", "1024"))
-    except ValueError:
-        mb = 1024.0
-    return int(max(mb, 16) * 2**20)
+    return int(settings.current().read_memory_mb * 2**20)  # (at least 16 MB)
 
 
 #: The memory one read of the data layer may hold at once, in bytes: ``DASHAPP_READ_MEMORY_MB``
@@ -169,7 +167,7 @@ def server_processes(argv: list[str] | None = None) -> int:
 def cache_budget() -> int:
     """The chunk cache of this process: ``DASHAPP_CHUNK_CACHE_MB`` (default 512) is the
     server's, shared out among its processes."""
-    total = float(os.environ.get("DASHAPP_CHUNK_CACHE_MB", "512")) * 2**20
+    total = settings.current().chunk_cache_mb * 2**20
     return int(total // server_processes())
 
 
@@ -472,8 +470,6 @@ class DirectReader:
         exactly those of the dataset's own levels (chunk origins are multiples of ``2**level``
         along ``dims``).
         """
-        from .pyramid import as_float32, halve
-
         arr = block
         if start == 0:
             inside = tuple(

@@ -28,6 +28,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import Any, TypeVar
 
+from .. import settings
 from .errors import FilesystemTimeout
 
 __all__ = ["MAX_HUNG", "bounded", "fs_timeout", "hung_calls"]
@@ -47,10 +48,7 @@ _HUNG: dict[str, int] = {}
 
 def fs_timeout() -> float:
     """Seconds a filesystem call may take before the user is told (``DASHAPP_FS_TIMEOUT``)."""
-    try:
-        return max(0.1, float(os.environ.get("DASHAPP_FS_TIMEOUT", "10")))
-    except ValueError:
-        return 10.0
+    return settings.current().fs_timeout
 
 
 def hung_calls() -> dict[str, int]:

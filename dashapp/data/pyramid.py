@@ -56,8 +56,10 @@ from typing import Any
 
 import numpy as np
 
+from .. import settings
 from .dataset import DatasetInfo
 from .errors import DashappError
+from .reduce import as_float32, halve
 
 __all__ = [
     "PYRAMIDS",
@@ -104,17 +106,12 @@ BUDGET_CAP = 50 * 2**30
 
 
 def _min_bytes() -> int:
-    return int(float(os.environ.get("DASHAPP_PYRAMID_MIN_MB", "256")) * 2**20)
+    return int(settings.current().pyramid_min_mb * 2**20)
 
 
 def cache_root() -> Path:
     """The sidecar cache folder: ``$DASHAPP_CACHE/pyramids`` or the user's cache dir."""
-    cache = os.environ.get("DASHAPP_CACHE")
-    if not cache:
-        import platformdirs
-
-        cache = platformdirs.user_cache_dir("dashapp")
-    return Path(cache) / "pyramids"
+    return settings.cache_dir() / "pyramids"
 
 
 def pyramid_dir(path: str | os.PathLike[str], dataset: str, root: Path | None = None) -> Path:
@@ -370,13 +367,8 @@ def disk_budget(root: Path | None = None) -> int:
     if _BUDGET is not None:
         return _BUDGET
     root = root or cache_root()
-    value = os.environ.get("DASHAPP_PYRAMID_BUDGET_GB", "").strip()
-    budget = None
-    if value:
-        try:
-            budget = max(0, int(float(value) * 2**30))
-        except ValueError:
-            log.warning("DASHAPP_PYRAMID_BUDGET_GB=%r is not a number: using the default", value)
+    gb = settings.current().pyramid_budget_gb  # (not a number: None, with a warning)
+    budget = None if gb is None else int(gb * 2**30)
     if budget is None:
         where = root
         while not where.exists() and where != where.parent:
@@ -701,60 +693,9 @@ def _same_file(fh: Any, path: Path) -> bool:
         return False
 
 
-def halve(block: np.ndarray, dims: tuple[int, ...] | None = None, times: int = 1) -> np.ndarray:
-    """``block`` one level coarser, ``times`` times: each time the NaN-aware mean over pairs of
-    cells along ``dims`` (default: all; 2x2 in a plane, 2x2x2 in a volume), odd edges padded
-    with NaN. The one reduction of every level: pyramid builds, chunks reduced as they are
-    read, and regions reduced through h5py."""
-    for _ in range(times):
-        block = _mean2(block, dims)
-    return block
-
-
-def _mean2(block: np.ndarray, dims: tuple[int, ...] | None) -> np.ndarray:
-    dims = tuple(range(block.ndim)) if dims is None else tuple(dims)
-    pad = [(0, n % 2 if d in dims else 0) for d, n in enumerate(block.shape)]
-    if any(p[1] for p in pad):
-        block = np.pad(block, pad, constant_values=np.nan)
-    shape: list[int] = []
-    axes: list[int] = []
-    for d, n in enumerate(block.shape):
-        if d in dims:
-            shape += [n // 2, 2]
-            axes.append(len(shape) - 1)
-        else:
-            shape.append(n)
-    blocks = block.reshape(shape)
-    if not np.isnan(blocks).any():  # the common case: a plain mean is several times faster
-        return blocks.mean(axis=tuple(axes), dtype=np.float32)
-    with np.errstate(invalid="ignore"), _quiet():
-        return np.nanmean(blocks, axis=tuple(axes)).astype(np.float32)
-
-
 def plane_dims(ndim: int, axis: int) -> tuple[int, ...]:
     """The dims a level reduces for slices along ``axis``: the slice's plane (2-D: both)."""
     return tuple(d for d in range(ndim) if d != axis) if ndim == 3 else tuple(range(ndim))
-
-
-class _quiet:
-    """Silence numpy's 'Mean of empty slice' for all-NaN blocks (they stay NaN)."""
-
-    def __enter__(self) -> None:
-        import warnings
-
-        self._ctx = warnings.catch_warnings()
-        self._ctx.__enter__()
-        warnings.simplefilter("ignore", RuntimeWarning)
-
-    def __exit__(self, *exc: object) -> None:
-        self._ctx.__exit__(*exc)
-
-
-def as_float32(values: np.ndarray) -> np.ndarray:
-    """``values`` as float32, the dtype of every level (no copy if already)."""
-    if values.dtype.kind == "b":
-        return values.astype(np.float32)
-    return values.astype(np.float32, copy=False)
 
 
 def _read_block(path: str, dataset: str, sel: tuple[slice, ...]) -> np.ndarray:

@@ -21,6 +21,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import settings
+
 __all__ = [
     "NETWORK_FILESYSTEMS",
     "WATCHES",
@@ -74,15 +76,12 @@ def filesystem_type(path: str | os.PathLike[str]) -> str:
 
 
 def _interval() -> float:
-    try:
-        return max(0.2, float(os.environ.get("DASHAPP_POLL_INTERVAL", "2")))
-    except ValueError:
-        return 2.0
+    return settings.current().poll_interval
 
 
 def watch_mode(path: str | os.PathLike[str]) -> WatchMode:
     """Choose inotify or polling for ``path`` (see the module docstring)."""
-    forced = os.environ.get("DASHAPP_WATCH", "auto").strip().lower()
+    forced = settings.current().watch
     interval = _interval()
     if forced == "poll":
         return WatchMode("poll", interval, "DASHAPP_WATCH=poll")

@@ -46,6 +46,10 @@ def start_inversion(root: str | Path, size: str = "demo", delay: float = 0.5) ->
              "--delay", str(delay)],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
+        log.close()  # (the writer has its own copy)
+        # Reap it as soon as it ends: nothing else waits for it, and an ended child that is
+        # never waited for stays in the process table as <defunct> while the server runs.
+        threading.Thread(target=proc.wait, name="dashapp-inversion-reaper", daemon=True).start()
         _RUN = (proc, path)
     # The file appears once the writer has created it (before its first iteration).
     deadline = time.monotonic() + 60

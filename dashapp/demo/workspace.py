@@ -26,6 +26,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from .. import settings
+
 __all__ = [
     "DEMO_VERSION",
     "default_demo_dir",
@@ -39,12 +41,7 @@ DEMO_VERSION = "2"
 
 def default_demo_dir() -> Path:
     """Where the demo workspace lives: ``$DASHAPP_CACHE/demo`` or the user's cache dir."""
-    cache = os.environ.get("DASHAPP_CACHE")
-    if not cache:
-        import platformdirs
-
-        cache = platformdirs.user_cache_dir("dashapp")
-    return Path(cache) / f"demo-v{DEMO_VERSION}"
+    return settings.cache_dir() / f"demo-v{DEMO_VERSION}"
 
 
 def _widths(

@@ -272,7 +272,7 @@ def export_capsule(
 
 
 def _dashapp_version() -> str:
-    from .. import __version__
+    from .._version import __version__
 
     return __version__
 

@@ -186,7 +186,7 @@ def capture_environment(repo: str | os.PathLike[str] | None = None) -> dict[str,
         pip's ``direct_url.json``), ``git`` (``repo``, ``commit``, ``branch``, ``dirty``...,
         or None), ``container`` (or None), ``slurm`` (job id... or None), ``captured`` (UTC).
     """
-    from .. import __version__
+    from .._version import __version__
 
     packages, direct = _packages()
     return {

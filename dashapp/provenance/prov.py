@@ -132,7 +132,7 @@ def to_prov(events: Iterable[Event], user: str | None = None) -> ProvDocument:
         doc.actedOnBehalfOf(agent, person)
         software.append((e.time, agent, plan))
     if not software:
-        from .. import __version__
+        from .._version import __version__
 
         agent = doc.agent(
             ns["software"], {PROV_TYPE: PROV["SoftwareAgent"], PROV_LABEL: f"dashapp {__version__}"}

@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
+from .. import settings
 from .environment import capture_environment, summary
 
 __all__ = [
@@ -204,15 +205,7 @@ def default_workspace() -> Path:
     ``$DASHAPP_WORKSPACE``, else ``workspace`` in dashapp's cache folder (``$DASHAPP_CACHE`` or
     the user's cache dir, e.g. ``~/.cache/dashapp``).
     """
-    chosen = os.environ.get("DASHAPP_WORKSPACE")
-    if chosen:
-        return Path(chosen).expanduser()
-    cache = os.environ.get("DASHAPP_CACHE")
-    if not cache:
-        import platformdirs
-
-        cache = platformdirs.user_cache_dir("dashapp")
-    return Path(cache).expanduser() / "workspace"
+    return settings.current().workspace or settings.cache_dir() / "workspace"
 
 
 def _sha256(path: Path) -> str:

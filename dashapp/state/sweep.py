@@ -7,6 +7,7 @@ served root so the slicer can follow it as it fills in.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -14,6 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import param
+
+from ..errors import DashappError
+
+log = logging.getLogger(__name__)
 
 __all__ = ["SweepRun"]
 
@@ -119,7 +124,11 @@ class SweepRun(param.Parameterized):
                 f"{report.elapsed:.0f} s"
                 + (f", {report.n_failed} failed" if report.n_failed else ""),
             )
-        except Exception as exc:  # a lost scheduler, a file that cannot be written
+        except DashappError as exc:  # a bad plan, a station's failure the sweep did not absorb
+            self.param.update(status="error", message=f"the sweep stopped: {exc}")
+        except Exception as exc:  # last line (this thread must end with a status): a lost
+            # scheduler, a file that cannot be written; logged with its traceback
+            log.warning("the sweep stopped", exc_info=True)
             self.param.update(status="error", message=f"the sweep stopped: {exc}")
         if on_update:
             on_update()

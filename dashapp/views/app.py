@@ -16,7 +16,8 @@ from urllib.parse import urlencode
 import panel as pn
 import param
 
-from ..data import DashappError, resolve, warm_up
+from .. import settings
+from ..data import DashappError, resolve
 from ..data.fsguard import bounded
 from ..data.paths import check_regular_file
 from ..state import BrowserState, SliceState, apply_query, to_query
@@ -24,7 +25,7 @@ from .browser import FileBrowser
 from .series import ConvergencePlot
 from .session import on_session, release_links
 from .slicer import Slicer
-from .text import TextAlert, as_markdown, escape
+from .text import TextAlert, as_markdown, escape, problem_text
 
 __all__ = ["SlicerApp", "resolve_root"]
 
@@ -39,32 +40,10 @@ table.dashapp-attrs td { border-top: 1px solid #ddd; padding: 1px 4px; vertical-
   max-width: 220px; overflow-wrap: anywhere; }
 """
 
-_warmed = threading.Event()
-
 
 def _scrolling(content: Any) -> pn.viewable.Viewable:
     """``content`` in a box that fills its tab and scrolls, whatever the content's height."""
     return pn.Column(content, scroll=True, sizing_mode="stretch_both", min_height=0)
-
-
-def _warm_up_once() -> None:
-    """Once per process, in the background: remove what crashed overview builds left in the
-    cache, and compile datashader's kernels so the first zoom is not slow."""
-    if _warmed.is_set():
-        return
-    _warmed.set()
-    from ..data import PYRAMIDS
-
-    PYRAMIDS.client_provider = _cluster_client
-
-    def start_up() -> None:
-        try:
-            PYRAMIDS.clean()  # (off the event loop: the cache may sit on a slow filesystem)
-        except OSError as exc:  # an unwritable cache: the builds will say so
-            log.warning("could not clean the overview cache: %s", exc)
-        warm_up()
-
-    threading.Thread(target=start_up, name="dashapp-warm-up", daemon=True).start()
 
 
 _ENV_RECORDED: set[str] = set()
@@ -79,18 +58,9 @@ def _record_environment_once(record: Any) -> None:
     threading.Thread(target=record.environment, name="dashapp-environment", daemon=True).start()
 
 
-def _cluster_client() -> Any:
-    """The Dask pane's cluster client when a cluster runs (pyramids are built there)."""
-    from ..cluster import MANAGER
-
-    if MANAGER.info().get("status") != "running":
-        return None
-    return MANAGER.client
-
-
 def resolve_root(root: str | os.PathLike[str] | None = None) -> Path:
     """The folder to show: ``root``, else ``$DASHAPP_ROOT``, else the demo workspace."""
-    chosen = root or os.environ.get("DASHAPP_ROOT")
+    chosen = root or settings.current().root
     if chosen:
         path = Path(chosen).expanduser().resolve()
         if not path.is_dir():
@@ -142,8 +112,10 @@ class SlicerApp(pn.viewable.Viewer):
             folder_file = slice_state.file
             try:
                 browser_state.open(folder_file)
-            except Exception as exc:  # the slicer shows the same problem in its alert
+            except DashappError as exc:  # the slicer shows the same problem in its alert
                 browser_state.error = str(exc)
+            except Exception as exc:  # last line: a link must not break the page (logged)
+                browser_state.error = problem_text(exc, f"Opening {folder_file}")
         self.browser = FileBrowser(browser_state, on_pick=self.pick)
         self.slicer = Slicer(state=slice_state)
         self.convergence = ConvergencePlot(slice_state)
@@ -198,7 +170,7 @@ class SlicerApp(pn.viewable.Viewer):
         self._setup_provenance(record, read_only)
         if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
             pn.state.on_session_destroyed(lambda ctx: self.close())
-        _warm_up_once()
+        # (the process-wide services, warm-up included, are started by dashapp.app.services())
 
     # ------------------------------------------------------------------ provenance
     def _setup_provenance(self, record: Any, read_only: bool) -> None:
@@ -244,8 +216,8 @@ class SlicerApp(pn.viewable.Viewer):
             self.record.file_opened(path, root=st.root)
         except DashappError:
             return  # the slicer's alert says why the file does not open
-        except Exception as exc:  # recording must never break the app
-            log.warning("could not record the file %s: %s", st.file, exc)
+        except Exception as exc:  # last line: recording must never break the app (logged)
+            log.warning("could not record the file %s: %s", st.file, exc, exc_info=True)
 
     def snapshot(self, event: Any = None) -> Any:
         """Add a PNG of the current view, with its link, to the timeline."""

@@ -266,7 +266,7 @@ class FileBrowser(pn.viewable.Viewer):
                 if st.file
                 else None
             )
-        except Exception:
+        except (DashappError, OSError):  # gone or unreadable: the tree shows why
             open_file = None
         if open_file is not None and open_file in paths:
             self._tree_soon()

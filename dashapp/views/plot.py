@@ -10,7 +10,6 @@ settings into model properties are pure, and tested without a browser.
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,6 +32,7 @@ from bokeh.models import (
 from bokeh.plotting import figure
 from bokeh.transform import transform
 
+from .. import settings
 from ..data import DatasetInfo, SliceImage
 from .palettes import palette
 from .text import plain
@@ -84,7 +84,7 @@ def _on_scale(
 
 #: Bits per value of the pictures sent: 16 (:func:`encode16`, where it loses nothing a palette
 #: shows) or 32 (float32 always); ``DASHAPP_FRAME_BITS``.
-FRAME_BITS = 32 if os.environ.get("DASHAPP_FRAME_BITS", "16").strip() == "32" else 16
+FRAME_BITS = settings.current().frame_bits
 
 #: 16-bit frame codes: ``0`` is -inf, ``1 .. CODES`` the finite values, then +inf and NaN.
 CODES = 65532

@@ -68,7 +68,7 @@ def release_links(*viewables: Any) -> int:
             viewable = viewable.__panel__()
         try:
             objects = viewable.select()
-        except Exception:  # not a Panel layout or widget
+        except (AttributeError, TypeError):  # not a Panel layout or widget
             objects = [viewable]
         for obj in objects:
             if Callback.registry.pop(obj, None) is not None:

@@ -28,6 +28,7 @@ Tabulator's default string formatter, panel-material-ui's ``Tree`` labels.
 from __future__ import annotations
 
 import html
+import logging
 import re
 import string
 from typing import ClassVar
@@ -72,6 +73,23 @@ def plain(text: object) -> PlainText:
 def for_matplotlib(text: object) -> str:
     """``text`` for a matplotlib label or title: ``$`` escaped, so it is never mathtext."""
     return str(text).replace("$", r"\$")
+
+
+def problem_text(exc: BaseException, doing: str = "") -> str:
+    """The sentence an alert shows for ``exc``: the one place where errors meet the page.
+
+    A :class:`~dashapp.errors.DashappError` carries a sentence written for the person: it is
+    shown as it is. Anything else is a bug or a failure dashapp did not foresee: it is logged
+    with its traceback (for whoever runs the server), and the person gets what failed and the
+    error's own words. Put the result through :func:`as_markdown` (it quotes files).
+    """
+    from ..errors import DashappError
+
+    if isinstance(exc, DashappError):
+        return str(exc)
+    logging.getLogger("dashapp").error("unexpected error %s", doing, exc_info=exc)
+    what = f"{doing} failed" if doing else "Something failed"
+    return f"{what}: {type(exc).__name__}: {exc} (the server log has the details)."
 
 
 class TextAlert(pn.pane.Alert):

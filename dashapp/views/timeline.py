@@ -142,7 +142,7 @@ class TimelinePane(pn.viewable.Viewer):
         if self._poll is None:
             try:  # other sessions write to the same record: look for their events
                 self._poll = poll(self._maybe_refresh, 3000)
-            except Exception:
+            except (RuntimeError, AttributeError):  # a destroyed document: nothing to refresh
                 self._poll = None
         return self._layout
 
@@ -214,7 +214,7 @@ class TimelinePane(pn.viewable.Viewer):
             if rel.lower().endswith(".png"):
                 try:
                     data = self.record.attachment_path(rel).read_bytes()
-                except Exception:  # a missing attachment: the card says so
+                except (OSError, ValueError):  # missing, or not an attachment: the card says so
                     body += f"<div><small>(missing {escape(rel)})</small></div>"
                     continue
                 b64 = base64.b64encode(data).decode()

@@ -85,7 +85,7 @@ class _PromptIntSlider(_Lean, pn.widgets.IntSlider):
             params = self._process_property_change(dict(events))
             with _editable(self, params), _syncing(self, list(params)):
                 self.param.update(**params)
-        except Exception:
+        except Exception:  # (as Panel's own: log which widget, then let Panel handle it)
             log.exception("Callback failed for object named %r changing %s", self.name, events)
             raise
         finally:

@@ -58,6 +58,7 @@ import h5py
 import numpy as np
 
 from dashapp.demo.workspace import true_model
+from dashapp.errors import InvalidPlan, StationError, SweepError
 
 if TYPE_CHECKING:
     from distributed import Client, Future
@@ -65,8 +66,10 @@ if TYPE_CHECKING:
 __all__ = [
     "PRESETS",
     "PRODUCER",
+    "InvalidPlan",
     "StationError",
     "StationResult",
+    "SweepError",
     "SweepPlan",
     "SweepReport",
     "invert_station",
@@ -107,10 +110,6 @@ PRESETS: dict[str, dict[str, Any]] = {
 _AB2_RANGE = (10.0, 3000.0)  # Schlumberger half current-electrode spacings, m
 _FREQUENCY_RANGE = (1.0, 1.0e4)  # Hz
 _SAMPLES_PER_LAYER = 16  # to average the true model over a layer
-
-
-class StationError(RuntimeError):
-    """A station's inversion failed; the message names the station and the cause."""
 
 
 # ------------------------------------------------------------------------------------ the plan
@@ -163,21 +162,21 @@ class SweepPlan:
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
-            raise ValueError(f"kind must be one of {KINDS}, not {self.kind!r}")
+            raise InvalidPlan(f"kind must be one of {KINDS}, not {self.kind!r}")
         if not self.x or not self.y:
-            raise ValueError("the station grid is empty")
+            raise InvalidPlan("the station grid is empty")
         if not self.thicknesses or min(self.thicknesses) <= 0:
-            raise ValueError("thicknesses must be positive and at least one layer")
+            raise InvalidPlan("thicknesses must be positive and at least one layer")
         if self.kind == "dc" and len(self.ab2) < 3:
-            raise ValueError("a DC sounding needs at least 3 spacings (ab2)")
+            raise InvalidPlan("a DC sounding needs at least 3 spacings (ab2)")
         if self.kind == "fdem" and len(self.frequencies) < 2:
-            raise ValueError("an FDEM sounding needs at least 2 frequencies")
+            raise InvalidPlan("an FDEM sounding needs at least 2 frequencies")
         if not 0 < self.noise < 1:
-            raise ValueError(f"noise is relative: 0 < noise < 1, not {self.noise}")
+            raise InvalidPlan(f"noise is relative: 0 < noise < 1, not {self.noise}")
         if self.max_iterations < 1:
-            raise ValueError("max_iterations must be at least 1")
+            raise InvalidPlan("max_iterations must be at least 1")
         if self.true_depth <= sum(self.thicknesses):
-            raise ValueError("true_depth must reach below the inversion layers")
+            raise InvalidPlan("true_depth must reach below the inversion layers")
         object.__setattr__(
             self, "fail_stations", frozenset((int(a), int(b)) for a, b in self.fail_stations)
         )
@@ -274,13 +273,13 @@ def plan_sweep(
         The plan to pass to :func:`run_sweep` or :func:`invert_station`.
     """
     if preset not in PRESETS:
-        raise ValueError(f"preset must be one of {sorted(PRESETS)}, not {preset!r}")
+        raise InvalidPlan(f"preset must be one of {sorted(PRESETS)}, not {preset!r}")
     if ny < 1 or nx < 1:
-        raise ValueError(f"the station grid needs ny, nx >= 1, not {ny} x {nx}")
+        raise InvalidPlan(f"the station grid needs ny, nx >= 1, not {ny} x {nx}")
     p = PRESETS[preset]
     nz = int(n_layers or p["n_layers"])
     if nz < 2:
-        raise ValueError("n_layers must be at least 2")
+        raise InvalidPlan("n_layers must be at least 2")
     # Keep the preset's total depth when the number of layers changes.
     growth = p["growth"] ** ((p["n_layers"] - 1) / (nz - 1))
     depth = p["first_thickness"] * np.sum(p["growth"] ** np.arange(p["n_layers"] - 1))
@@ -792,7 +791,7 @@ def run_sweep(
     from distributed import as_completed
 
     if batch is not None and batch < 1:
-        raise ValueError(f"batch must be at least 1 or None, not {batch}")
+        raise InvalidPlan(f"batch must be at least 1 or None, not {batch}")
     out_path = Path(out_path)
     t0 = time.perf_counter()
     run_id = uuid.uuid4().hex

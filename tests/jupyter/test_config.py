@@ -71,7 +71,8 @@ def test_command_on_a_unix_socket_under_the_prefix(base_url, prefix, monkeypatch
     assert "--port" not in cmd
     assert "--address" not in cmd
     assert option(cmd, "--prefix") == prefix
-    assert option(cmd, "--index") == "slicer_app"  # the app itself at <prefix>/
+    assert option(cmd, "--index") == "slicer"  # the app itself at <prefix>/ (and <prefix>/slicer)
+    assert option(cmd, "--plugins") == "dashapp.routes"  # old <prefix>/slicer_app links redirect
     assert option(cmd, "--allow-websocket-origin") == "*"
     assert option(cmd, "--auth-module") == str(AUTH_MODULE)  # the token, for every request
     assert cmd[-3:] == ["--args", "--root", str(tmp_path)]

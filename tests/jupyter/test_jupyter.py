@@ -334,6 +334,21 @@ def test_deep_link_and_keyboard_through_the_proxy(lab, page: Page):
         assert after != before
 
 
+def test_one_route_and_old_links_redirect_through_the_proxy(lab, page: Page):
+    """<base_url>dashapp/slicer?... (the route of every way of serving) opens the view, and an
+    old <base_url>dashapp/slicer_app?... link lands there with the same view."""
+    lab.login(page)
+    link = "file=inversion/model.h5&dataset=/true_model&axis=0&index=10"
+    with screenshot_on_failure(page, "routes"):
+        for path in ("dashapp/slicer", "dashapp/slicer_app"):
+            page.goto(f"{lab.url}{path}?{link}")
+            expect(page.locator(".dashapp-title").first).to_contain_text(
+                "/true_model", timeout=COLD
+            )
+            expect(status(page)).to_contain_text("index 10 of", timeout=TIMEOUT)
+            assert href(page).startswith(f"{lab.url}dashapp/slicer?file=inversion/model.h5")
+
+
 def test_proxied_url_reaches_a_local_service(lab, tmp_path):
     """What a Dask dashboard link would do: a local web server, reached through the proxy."""
     (tmp_path / "status").write_text("dask dashboard stand-in")

@@ -65,7 +65,7 @@ def test_capsule_export_open_show(workspace, tmp_path):
     assert (opened / "inputs" / "run" / "model.h5").is_file()
     assert (opened / "record.jsonl").is_file()
     assert f"dashapp serve --root {opened / 'inputs'}" in run.stdout
-    assert f"/slicer_app?{query}" in run.stdout
+    assert f"/slicer?{query}" in run.stdout  # the route of every way of serving
 
 
 def test_prov_export(workspace, tmp_path):
@@ -117,7 +117,8 @@ def test_serve_still_builds_its_command(monkeypatch, tmp_path):
     cli.main(["serve", "--root", str(tmp_path), "--port", "5099"])
     cmd = seen["cmd"]
     assert cmd[:5] == [sys.executable, "-m", "panel", "serve", str(SLICER_SCRIPT)]
-    assert cmd[cmd.index("--index") + 1] == "slicer_app"
+    assert cmd[cmd.index("--index") + 1] == "slicer"
+    assert cmd[cmd.index("--plugins") + 1] == "dashapp.routes"
     assert cmd[cmd.index("--address") + 1] == "127.0.0.1"
     assert "--auth-module" in cmd
     assert "--port" in cmd
