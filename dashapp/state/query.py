@@ -44,15 +44,15 @@ from ..data import (
     resolve,
 )
 from ..data.fsguard import bounded
-from .slice import CLIM_MODES, CMAPS, SliceState
+from .slice import CLIM_MODES, CMAPS, VIEW_PARAMS, SliceState
 
 __all__ = ["QUERY_KEYS", "apply_query", "default_dataset", "parse_query", "to_query"]
 
-#: The keys of a deep link (besides ``d<k>``, one per other dim), in the order they are read.
-QUERY_KEYS = (
-    "file", "dataset", "axis", "index", "dims", "cmap", "clim", "vmin", "vmax", "scale", "agg",
-    "part", "zoom", "follow",
-)  # fmt: skip
+#: The keys of a deep link (besides ``d<k>``, one per other dim): the file, the dataset and
+#: the key of every view setting (:data:`~dashapp.state.slice.VIEW_PARAMS`).
+QUERY_KEYS = tuple(
+    dict.fromkeys(k for k in ("file", "dataset", *VIEW_PARAMS.values()) if k != "d<k>")
+)
 #: Keys that belong to what serves the page, not to the view: not reported as unknown.
 #: (``bokeh-*``: Bokeh's autoload and app paths; ``token``: an access token in the URL.)
 FOREIGN_KEYS = ("token",)

@@ -45,11 +45,16 @@ CMAPS = (
 )  # fmt: skip
 #: How colour limits are chosen.
 CLIM_MODES = ("auto", "robust", "global", "manual")
-#: Parameters that describe the view (as opposed to which dataset is open).
-VIEW_PARAMS = (
-    "axis", "index", "display", "indices", "cmap", "reverse", "clim", "vmin", "vmax", "scale",
-    "agg", "part", "x_range", "y_range", "follow",
-)  # fmt: skip
+#: The view settings (as opposed to which dataset is open), each with the key of a deep link
+#: that carries it (``d<k>``: one key per other dim). The one list: a notebook's
+#: ``slicer.<name>``, :meth:`SliceState.apply_view` and the link keys
+#: (``state.query.QUERY_KEYS``) come from it. A new setting is a new entry here, plus its
+#: reading and writing in ``state/query.py`` (tests/state/test_query.py checks every entry).
+VIEW_PARAMS: dict[str, str] = {
+    "axis": "axis", "index": "index", "display": "dims", "indices": "d<k>", "cmap": "cmap",
+    "reverse": "cmap", "clim": "clim", "vmin": "vmin", "vmax": "vmax", "scale": "scale",
+    "agg": "agg", "part": "part", "x_range": "zoom", "y_range": "zoom", "follow": "follow",
+}  # fmt: skip
 
 
 def suggest_scale(stats: SliceStats) -> str:
@@ -101,6 +106,15 @@ def resolve_limits(
         pad = abs(lo) * 0.01 or 0.5
         lo, hi = (lo / 1.1, hi * 1.1) if scale == "log" else (lo - pad, hi + pad)
     return float(lo), float(hi)
+
+
+def _counts(coords: Any) -> bool:
+    """True when coordinates are whole numbers going up by one (1, 2, 3, ...): a count."""
+    c = np.asarray(coords)
+    if c.size < 2 or c.dtype.kind not in "iuf":
+        return False
+    c = c.astype(float)
+    return bool(np.all(c == np.round(c)) and np.all(np.diff(c) == 1))
 
 
 class SliceState(param.Parameterized):
@@ -243,10 +257,20 @@ class SliceState(param.Parameterized):
         """Where the slice is, in words: ``"z = -412.5 m (index 20 of 48)"``."""
         if not self.has_axis or self.info is None:
             return ""
-        axis = self.info.axes[self.axis]
-        where = f"index {self.index} of {axis.size}"
-        if axis.coords is not None:
-            value = axis.coords[self.index]
+        return self.position_of(self.axis, self.index)
+
+    def position_of(self, dim: int, index: int) -> str:
+        """Index ``index`` along ``dim`` in words, in the one numbering the view uses.
+
+        Positions are counted as the sliders and links count them: the index, from 0. A
+        coordinate from the file is added when it is a position (``z = -412.5 m``), not when
+        it is a second count (an ``iteration`` scale holding 1, 2, 3, ...: the slider's 7
+        would read as "iteration 8").
+        """
+        axis = self.info.axes[dim]
+        where = f"index {index} of {axis.size}"
+        if axis.coords is not None and not _counts(axis.coords):
+            value = axis.coords[index]
             unit = f" {axis.units}" if axis.units else ""
             return f"{axis.name} = {value:g}{unit} ({where})"
         return f"{axis.name}: {where}"
@@ -433,7 +457,7 @@ class SliceState(param.Parameterized):
             for d in grown:
                 shown = self.index if d == self.axis else self.indices.get(d, 0)
                 if shown < info.shape[d] - 1:
-                    unseen.append(f"{info.axes[d].name} up to {info.shape[d] - 1}")
+                    unseen.append(f"{info.axes[d].name} up to index {info.shape[d] - 1}")
             self.newer = ("newer data: " + ", ".join(unseen)) if unseen else ""
         if grown:
             changes.append("grew: " + ", ".join(info.axes[d].name for d in grown))

@@ -45,7 +45,7 @@ def test_swmr_appends_are_seen_and_followed_without_resetting_the_view(appender,
     appender.step()
     st.reload()
     assert st.info.shape == (2, 6, 8, 10)
-    assert st.newer == "newer data: dim 0 up to 1"
+    assert st.newer == "newer data: dim 0 up to index 1"  # the slider's numbering
     assert st.indices == {0: 0}  # not following: stays where the user is
     st.follow = True  # jumps to the newest at once
     assert st.indices == {0: 1}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import h5py
+import numpy as np
 import pytest
 
 from dashapp.state import SliceState, apply_query, parse_query, to_query
@@ -197,3 +198,42 @@ def test_keys_of_the_server_are_not_reported_and_many_bad_keys_make_a_short_mess
     assert len(problems) == 12
     assert problems[-1] == "and 9,989 more values that were ignored"
     assert st.dataset == "/model"
+
+
+#: A value other than the default for every view setting (a new setting must be added here).
+NOT_DEFAULT = {
+    "axis": 1, "index": 4, "display": (3, 2), "indices": {0: 2}, "cmap": "kbc", "reverse": True,
+    "clim": "manual", "vmin": 0.5, "vmax": 2.5, "scale": "log", "agg": "max", "part": "phase",
+    "x_range": (1.0, 4.0), "y_range": (2.0, 5.0), "follow": True,
+}  # fmt: skip
+
+
+def test_every_view_setting_goes_through_a_link_and_is_a_notebook_attribute(tmp_path):
+    """VIEW_PARAMS is the one list: each setting round-trips through the URL (under the key it
+    names) and reads and writes as ``slicer.<name>`` (``Slicer(...).follow`` once raised)."""
+    from dashapp import Slicer
+    from dashapp.state import VIEW_PARAMS
+    from dashapp.state.query import QUERY_KEYS
+
+    assert set(NOT_DEFAULT) == set(VIEW_PARAMS)
+    with h5py.File(tmp_path / "c.h5", "w") as f:
+        values = np.arange(3 * 6 * 8 * 10).reshape(3, 6, 8, 10) * (1 + 1j)
+        f.create_dataset("c", data=values.astype("c8"), chunks=(1, 3, 4, 5))
+    st = SliceState(root=str(tmp_path), file="c.h5", dataset="/c", **NOT_DEFAULT)
+    assert st.view() == NOT_DEFAULT
+    query = to_query(st)
+    for name, key in VIEW_PARAMS.items():
+        assert key in QUERY_KEYS or key == "d<k>", name
+        assert key in query or (key == "d<k>" and "d0" in query), name
+    again = SliceState(root=str(tmp_path))
+    assert apply_query(again, query) == []
+    assert again.view() == NOT_DEFAULT
+
+    slicer = Slicer(tmp_path / "c.h5", dataset="/c", **NOT_DEFAULT)
+    for name, value in NOT_DEFAULT.items():
+        assert getattr(slicer, name) == value, name
+    slicer.follow = False
+    assert slicer.state.follow is False
+    slicer.index = 1
+    assert slicer.state.index == 1
+    slicer.close()

@@ -74,16 +74,14 @@ def test_the_picture_is_prepared_in_the_reads_thread(vol):
     from concurrent.futures import ThreadPoolExecutor
 
     slicer = Slicer(vol, dataset="/model", axis=2, index=3)
-    st = slicer.state
-    st.index = 17
-    request = st.request(slicer._screen_pixels())
-    plane = slicer._plane
+    feed = slicer.feed
+    slicer.state.index = 17
     with ThreadPoolExecutor(1) as pool:  # as a session's read runs
-        job = pool.submit(slicer._read_job, st.info, request, st.root, plane, None, 0)
-        image, error, _, _, prepared = job.result()
+        result = pool.submit(feed._read_job, *feed.read_args()).result()
+    image, error, *_, prepared = result
     assert error is None
     assert prepared[0] is image
-    slicer._show(slicer._shown + 1, image, None, plane, prepared)
+    assert feed.show(feed.runner.latest + 1, *result)
     assert slicer.plot.source.data["image"][0] is prepared[2]["image"][0]
     slicer.state.apply_view(vmin=0.1, vmax=0.2)
     assert slicer.plot.source.data["lo"] == [0.1]
@@ -103,11 +101,11 @@ def test_moving_the_index_redraws_that_slice(vol):
 
 def test_axis_widget_lists_named_axes_and_changes_the_plane(vol):
     slicer = Slicer(vol, dataset="/model")
-    assert slicer._axis.options == {"z": 0, "y": 1, "x": 2}
-    slicer._axis.value = 1
+    assert slicer.plane_controls.axis.options == {"z": 0, "y": 1, "x": 2}
+    slicer.plane_controls.axis.value = 1
     assert slicer.state.axis == 1
     assert _image(slicer).shape == (20, 40)
-    assert slicer._index.end == 29
+    assert slicer.plane_controls.index.end == 29
 
 
 def test_the_plane_extent_follows_the_axis_and_is_computed_once_per_plane(vol):
@@ -118,11 +116,11 @@ def test_the_plane_extent_follows_the_axis_and_is_computed_once_per_plane(vol):
         row, col = (st.info.axes[int(d)].edges() for d in st.display)
         return (col.min(), col.max()), (row.min(), row.max())
 
-    first = slicer._full_extent()
+    first = slicer._vis.full_extent()
     assert first == expected()
-    assert slicer._full_extent() is first  # asked at every slice step: kept for the plane
-    slicer._axis.value = 0
-    assert slicer._full_extent() == expected() != first
+    assert slicer._vis.full_extent() is first  # asked at every slice step: kept for the plane
+    slicer.plane_controls.axis.value = 0
+    assert slicer._vis.full_extent() == expected() != first
 
 
 def test_colour_settings_never_move_the_image_mapper(vol):
@@ -161,22 +159,26 @@ def test_colour_settings_never_move_the_image_mapper(vol):
 @pytest.mark.parametrize("clim", ["auto", "robust", "global", "manual"])
 def test_min_max_boxes_only_for_manual_limits(vol, clim):
     slicer = Slicer(vol, dataset="/model", clim=clim)  # e.g. opened from a deep link
-    assert slicer._vmin.visible is slicer._vmax.visible is (clim == "manual")
+    assert (
+        slicer.colour_controls.vmin.visible
+        is slicer.colour_controls.vmax.visible
+        is (clim == "manual")
+    )
     slicer.clim = "manual" if clim != "manual" else "auto"
-    assert slicer._vmin.visible is (clim != "manual")
+    assert slicer.colour_controls.vmin.visible is (clim != "manual")
 
 
 def test_four_dims_show_a_slider_per_other_dim(vol):
     slicer = Slicer(vol, dataset="/history")
-    assert slicer._others.visible
-    (iteration,) = slicer._others.objects
+    assert slicer.plane_controls.others.visible
+    (iteration,) = slicer.plane_controls.others.objects
     assert iteration.end == 3
     with open_file(vol) as f:
         expected = f["history"][2, slicer.index]
     iteration.value = 2
     assert slicer.state.indices == {0: 2}
     _assert_shows(slicer, expected)
-    assert slicer._dims.visible
+    assert slicer.plane_controls.dims.visible
 
 
 def test_unviewable_dataset_shows_a_message(vol):
@@ -217,11 +219,14 @@ def test_large_datasets_get_overview_levels_with_progress(vol, monkeypatch):
     monkeypatch.setattr(PYRAMIDS, "min_bytes", 0)  # treat the test volume as large
     monkeypatch.setattr(pyr, "COARSEST", 8)
     slicer = Slicer(vol, dataset="/model", axis=0)
-    assert slicer._build_text.visible or PYRAMIDS.status(slicer.state.info).state == "ready"
+    assert (
+        slicer.live_controls.build_text.visible
+        or PYRAMIDS.status(slicer.state.info).state == "ready"
+    )
     assert PYRAMIDS.wait(slicer.state.info).state == "ready"
     slicer.poll_build()  # the app polls every 0.5 s; here by hand
-    assert not slicer._build_bar.visible
-    slicer._frame = (10, 12)  # a tiny plot: the 30 x 40 slice fits overview level 1
+    assert not slicer.live_controls.build_bar.visible
+    slicer._vis.frame = (10, 12)  # a tiny plot: the 30 x 40 slice fits overview level 1
     slicer.refresh()
     assert slicer.image.source == "pyramid"
     assert slicer.image.level == 1
@@ -239,9 +244,9 @@ def test_a_dataset_that_is_mostly_fill_says_why_it_gets_no_overview_levels(tmp_p
     slicer = Slicer(path, dataset="/v")
     assert PYRAMIDS.wait(slicer.state.info).state == "declined"
     slicer.poll_build()
-    assert slicer._build_text.visible
-    assert not slicer._build_bar.visible
-    assert "chunks written: 1 of 64" in slicer._build_text.object
+    assert slicer.live_controls.build_text.visible
+    assert not slicer.live_controls.build_bar.visible
+    assert "chunks written: 1 of 64" in slicer.live_controls.build_text.object
 
 
 @pytest.mark.parametrize(
@@ -277,13 +282,13 @@ def test_a_closed_slicer_lets_go_of_everything_process_wide(tmp_path):
         )  # fmt: skip
     slicer = Slicer(path, "/m4")
     assert slicer.wait()
-    assert slicer._other_sliders  # the 4th dim has its own slider, with its own callback
-    subs, sid = set(WATCHES._subs), slicer._watch_id
+    assert slicer.plane_controls.sliders  # the 4th dim has its own slider, with its own callback
+    subs, sid = set(WATCHES._subs), slicer.feed._watch_id
     assert sid in subs
 
     from dashapp.data.chunks import CHUNK_CACHE
 
-    assert slicer._reads in CHUNK_CACHE._claims  # the chunks of its slice stay while it looks
+    assert slicer.feed.reads in CHUNK_CACHE._claims  # the chunks of its slice stay while it looks
     parts = {id(o) for o in slicer._layout.select()}
 
     def registered() -> int:
@@ -294,7 +299,7 @@ def test_a_closed_slicer_lets_go_of_everything_process_wide(tmp_path):
     slicer.close()
     assert set(WATCHES._subs) == subs - {sid}
     assert registered() == 0
-    assert slicer._reads not in CHUNK_CACHE._claims
+    assert slicer.feed.reads not in CHUNK_CACHE._claims
     del slicer
     gc.collect()
     assert ref() is None
