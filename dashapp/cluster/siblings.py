@@ -32,6 +32,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from ..data.errors import DashappError
+from .errors import ClusterTimeout
+
 __all__ = ["Siblings", "server_group"]
 
 log = logging.getLogger(__name__)
@@ -73,7 +76,7 @@ def _private_folder(path: Path) -> Path | None:
     return None
 
 
-class OwnerGone(RuntimeError):
+class OwnerGone(DashappError, RuntimeError):
     """The process that ran the group's cluster has ended."""
 
 
@@ -235,7 +238,7 @@ class Siblings:
                 gone_since = None
             if now > deadline:
                 _unlink(folder / f"{rid}.json")
-                raise TimeoutError(f"the server process that runs the cluster did not answer "
+                raise ClusterTimeout(f"the server process that runs the cluster did not answer "
                                    f"{op} within {timeout:g} s")  # fmt: skip
 
 

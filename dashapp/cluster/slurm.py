@@ -15,6 +15,7 @@ import tempfile
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from ..data.errors import DashappError
 from .config import parse_walltime
 
 __all__ = [
@@ -49,7 +50,7 @@ ENDED_STATES = frozenset(
 )
 
 
-class SlurmError(RuntimeError):
+class SlurmError(DashappError, RuntimeError):
     """A Slurm command failed or is missing; the message is Slurm's."""
 
 
