@@ -104,6 +104,7 @@ def _serve(args: argparse.Namespace, rest: list[str]) -> int:
     show = "--show" in rest
     rest = [item for item in rest if item != "--show"]
     cmd = [sys.executable, "-m", "panel", "serve", str(SLICER_SCRIPT), *rest]
+    cmd[5:5] = ["--plugins", "dashapp.cluster.proxy"]  # the Dask dashboard at <prefix>/dask/
     if not _has(rest, "--index"):  # the slicer at / rather than /slicer_app
         cmd[5:5] = ["--index", "slicer_app"]
     if not (_has(rest, "--address") or _has(rest, "--unix-socket")):

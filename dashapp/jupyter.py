@@ -141,6 +141,7 @@ def slicer_command(
         "--index", SLICER_SCRIPT.stem,
         "--allow-websocket-origin", "*",
         "--auth-module", str(AUTH_MODULE),  # the proxy brings the token (setup_slicer)
+        "--plugins", "dashapp.cluster.proxy",  # the Dask dashboard at <prefix>/dask/
     ]  # fmt: skip
     root = root or slicer_root()
     if root:

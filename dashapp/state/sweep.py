@@ -7,6 +7,7 @@ served root so the slicer can follow it as it fills in.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -15,7 +16,11 @@ from typing import Any
 
 import param
 
+from ..data.errors import DashappError
+
 __all__ = ["SweepRun"]
+
+log = logging.getLogger(__name__)
 
 
 class SweepRun(param.Parameterized):
@@ -23,14 +28,15 @@ class SweepRun(param.Parameterized):
 
     ny = param.Integer(default=12, bounds=(1, 200), doc="Stations along y (northing).")
     nx = param.Integer(default=16, bounds=(1, 200), doc="Stations along x (easting).")
+    # Labels in the user's words (the buttons show them); the values are the sweep's names.
     kind = param.Selector(
         default="dc",
-        objects=["dc", "fdem"],
+        objects={"DC resistivity": "dc", "Frequency-domain EM": "fdem"},
         doc="DC resistivity soundings or frequency-domain EM soundings.",
     )
     preset = param.Selector(
         default="default",
-        objects=["default", "tiny"],
+        objects={"Full (default)": "default", "Tiny (quick look)": "tiny"},
         doc="Inversion size per station ('tiny' for a quick look).",
     )
     status = param.String(
@@ -119,7 +125,11 @@ class SweepRun(param.Parameterized):
                 f"{report.elapsed:.0f} s"
                 + (f", {report.n_failed} failed" if report.n_failed else ""),
             )
-        except Exception as exc:  # a lost scheduler, a file that cannot be written
+        except DashappError as exc:  # a setting the sweep refuses
+            self.param.update(status="error", message=f"the sweep stopped: {exc}")
+        except Exception as exc:  # last line of defence in the sweep's thread (a lost
+            # scheduler, a file that cannot be written): said in the pane, logged
+            log.warning("the sweep stopped", exc_info=True)
             self.param.update(status="error", message=f"the sweep stopped: {exc}")
         if on_update:
             on_update()

@@ -57,6 +57,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import h5py
 import numpy as np
 
+from dashapp.data.errors import DashappError
 from dashapp.demo.workspace import true_model
 
 if TYPE_CHECKING:
@@ -67,6 +68,7 @@ __all__ = [
     "PRODUCER",
     "StationError",
     "StationResult",
+    "SweepError",
     "SweepPlan",
     "SweepReport",
     "invert_station",
@@ -109,8 +111,12 @@ _FREQUENCY_RANGE = (1.0, 1.0e4)  # Hz
 _SAMPLES_PER_LAYER = 16  # to average the true model over a layer
 
 
-class StationError(RuntimeError):
+class StationError(DashappError, RuntimeError):
     """A station's inversion failed; the message names the station and the cause."""
+
+
+class SweepError(DashappError, ValueError):
+    """A sweep that cannot be planned or run as asked (the message says which setting)."""
 
 
 # ------------------------------------------------------------------------------------ the plan
@@ -163,21 +169,21 @@ class SweepPlan:
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
-            raise ValueError(f"kind must be one of {KINDS}, not {self.kind!r}")
+            raise SweepError(f"kind must be one of {KINDS}, not {self.kind!r}")
         if not self.x or not self.y:
-            raise ValueError("the station grid is empty")
+            raise SweepError("the station grid is empty")
         if not self.thicknesses or min(self.thicknesses) <= 0:
-            raise ValueError("thicknesses must be positive and at least one layer")
+            raise SweepError("thicknesses must be positive and at least one layer")
         if self.kind == "dc" and len(self.ab2) < 3:
-            raise ValueError("a DC sounding needs at least 3 spacings (ab2)")
+            raise SweepError("a DC sounding needs at least 3 spacings (ab2)")
         if self.kind == "fdem" and len(self.frequencies) < 2:
-            raise ValueError("an FDEM sounding needs at least 2 frequencies")
+            raise SweepError("an FDEM sounding needs at least 2 frequencies")
         if not 0 < self.noise < 1:
-            raise ValueError(f"noise is relative: 0 < noise < 1, not {self.noise}")
+            raise SweepError(f"noise is relative: 0 < noise < 1, not {self.noise}")
         if self.max_iterations < 1:
-            raise ValueError("max_iterations must be at least 1")
+            raise SweepError("max_iterations must be at least 1")
         if self.true_depth <= sum(self.thicknesses):
-            raise ValueError("true_depth must reach below the inversion layers")
+            raise SweepError("true_depth must reach below the inversion layers")
         object.__setattr__(
             self, "fail_stations", frozenset((int(a), int(b)) for a, b in self.fail_stations)
         )
@@ -274,13 +280,13 @@ def plan_sweep(
         The plan to pass to :func:`run_sweep` or :func:`invert_station`.
     """
     if preset not in PRESETS:
-        raise ValueError(f"preset must be one of {sorted(PRESETS)}, not {preset!r}")
+        raise SweepError(f"preset must be one of {sorted(PRESETS)}, not {preset!r}")
     if ny < 1 or nx < 1:
-        raise ValueError(f"the station grid needs ny, nx >= 1, not {ny} x {nx}")
+        raise SweepError(f"the station grid needs ny, nx >= 1, not {ny} x {nx}")
     p = PRESETS[preset]
     nz = int(n_layers or p["n_layers"])
     if nz < 2:
-        raise ValueError("n_layers must be at least 2")
+        raise SweepError("n_layers must be at least 2")
     # Keep the preset's total depth when the number of layers changes.
     growth = p["growth"] ** ((p["n_layers"] - 1) / (nz - 1))
     depth = p["first_thickness"] * np.sum(p["growth"] ** np.arange(p["n_layers"] - 1))
@@ -792,7 +798,7 @@ def run_sweep(
     from distributed import as_completed
 
     if batch is not None and batch < 1:
-        raise ValueError(f"batch must be at least 1 or None, not {batch}")
+        raise SweepError(f"batch must be at least 1 or None, not {batch}")
     out_path = Path(out_path)
     t0 = time.perf_counter()
     run_id = uuid.uuid4().hex
