@@ -39,7 +39,7 @@ from typing import Any
 
 from distributed.core import rpc
 
-from ..data.errors import DashappError
+from ..errors import DashappError
 from . import requests
 from .config import CONNECT, is_jobqueue, is_slurm, json_safe, lifetime_args, setting_seconds
 from .errors import ClusterError, ClusterTimeout

@@ -32,8 +32,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from ..data.errors import DashappError
-from .errors import ClusterTimeout
+from ..errors import OwnerGone, OwnerTimeout
 
 __all__ = ["Siblings", "server_group"]
 
@@ -74,10 +73,6 @@ def _private_folder(path: Path) -> Path | None:
     log.warning("%s is not a private folder of this user: server processes do not share a "
                 "cluster", path)  # fmt: skip
     return None
-
-
-class OwnerGone(DashappError, RuntimeError):
-    """The process that ran the group's cluster has ended."""
 
 
 class Siblings:
@@ -238,7 +233,7 @@ class Siblings:
                 gone_since = None
             if now > deadline:
                 _unlink(folder / f"{rid}.json")
-                raise ClusterTimeout(f"the server process that runs the cluster did not answer "
+                raise OwnerTimeout(f"the server process that runs the cluster did not answer "
                                    f"{op} within {timeout:g} s")  # fmt: skip
 
 

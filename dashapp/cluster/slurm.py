@@ -15,7 +15,7 @@ import tempfile
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ..data.errors import DashappError
+from ..errors import SlurmError  # (a ClusterError: the project's error family)
 from .config import parse_walltime
 
 __all__ = [
@@ -48,10 +48,6 @@ ENDED_STATES = frozenset(
         "TIMEOUT",
     }
 )
-
-
-class SlurmError(DashappError, RuntimeError):
-    """A Slurm command failed or is missing; the message is Slurm's."""
 
 
 @dataclass

@@ -12,8 +12,10 @@ Nothing here imports panel, bokeh or holoviews, and SimPEG is imported only insi
 from __future__ import annotations
 
 from .sweep import (
+    InvalidPlan,
     StationError,
     StationResult,
+    SweepError,
     SweepPlan,
     SweepReport,
     invert_station,
@@ -23,8 +25,10 @@ from .sweep import (
 )
 
 __all__ = [
+    "InvalidPlan",
     "StationError",
     "StationResult",
+    "SweepError",
     "SweepPlan",
     "SweepReport",
     "invert_station",

@@ -57,8 +57,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import h5py
 import numpy as np
 
-from dashapp.data.errors import DashappError
 from dashapp.demo.workspace import true_model
+from dashapp.errors import InvalidPlan, StationError, SweepError
 
 if TYPE_CHECKING:
     from distributed import Client, Future
@@ -66,6 +66,7 @@ if TYPE_CHECKING:
 __all__ = [
     "PRESETS",
     "PRODUCER",
+    "InvalidPlan",
     "StationError",
     "StationResult",
     "SweepError",
@@ -109,14 +110,6 @@ PRESETS: dict[str, dict[str, Any]] = {
 _AB2_RANGE = (10.0, 3000.0)  # Schlumberger half current-electrode spacings, m
 _FREQUENCY_RANGE = (1.0, 1.0e4)  # Hz
 _SAMPLES_PER_LAYER = 16  # to average the true model over a layer
-
-
-class StationError(DashappError, RuntimeError):
-    """A station's inversion failed; the message names the station and the cause."""
-
-
-class SweepError(DashappError, ValueError):
-    """A sweep that cannot be planned or run as asked (the message says which setting)."""
 
 
 # ------------------------------------------------------------------------------------ the plan
@@ -169,21 +162,21 @@ class SweepPlan:
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
-            raise SweepError(f"kind must be one of {KINDS}, not {self.kind!r}")
+            raise InvalidPlan(f"kind must be one of {KINDS}, not {self.kind!r}")
         if not self.x or not self.y:
-            raise SweepError("the station grid is empty")
+            raise InvalidPlan("the station grid is empty")
         if not self.thicknesses or min(self.thicknesses) <= 0:
-            raise SweepError("thicknesses must be positive and at least one layer")
+            raise InvalidPlan("thicknesses must be positive and at least one layer")
         if self.kind == "dc" and len(self.ab2) < 3:
-            raise SweepError("a DC sounding needs at least 3 spacings (ab2)")
+            raise InvalidPlan("a DC sounding needs at least 3 spacings (ab2)")
         if self.kind == "fdem" and len(self.frequencies) < 2:
-            raise SweepError("an FDEM sounding needs at least 2 frequencies")
+            raise InvalidPlan("an FDEM sounding needs at least 2 frequencies")
         if not 0 < self.noise < 1:
-            raise SweepError(f"noise is relative: 0 < noise < 1, not {self.noise}")
+            raise InvalidPlan(f"noise is relative: 0 < noise < 1, not {self.noise}")
         if self.max_iterations < 1:
-            raise SweepError("max_iterations must be at least 1")
+            raise InvalidPlan("max_iterations must be at least 1")
         if self.true_depth <= sum(self.thicknesses):
-            raise SweepError("true_depth must reach below the inversion layers")
+            raise InvalidPlan("true_depth must reach below the inversion layers")
         object.__setattr__(
             self, "fail_stations", frozenset((int(a), int(b)) for a, b in self.fail_stations)
         )
@@ -280,13 +273,13 @@ def plan_sweep(
         The plan to pass to :func:`run_sweep` or :func:`invert_station`.
     """
     if preset not in PRESETS:
-        raise SweepError(f"preset must be one of {sorted(PRESETS)}, not {preset!r}")
+        raise InvalidPlan(f"preset must be one of {sorted(PRESETS)}, not {preset!r}")
     if ny < 1 or nx < 1:
-        raise SweepError(f"the station grid needs ny, nx >= 1, not {ny} x {nx}")
+        raise InvalidPlan(f"the station grid needs ny, nx >= 1, not {ny} x {nx}")
     p = PRESETS[preset]
     nz = int(n_layers or p["n_layers"])
     if nz < 2:
-        raise SweepError("n_layers must be at least 2")
+        raise InvalidPlan("n_layers must be at least 2")
     # Keep the preset's total depth when the number of layers changes.
     growth = p["growth"] ** ((p["n_layers"] - 1) / (nz - 1))
     depth = p["first_thickness"] * np.sum(p["growth"] ** np.arange(p["n_layers"] - 1))
@@ -798,7 +791,7 @@ def run_sweep(
     from distributed import as_completed
 
     if batch is not None and batch < 1:
-        raise SweepError(f"batch must be at least 1 or None, not {batch}")
+        raise InvalidPlan(f"batch must be at least 1 or None, not {batch}")
     out_path = Path(out_path)
     t0 = time.perf_counter()
     run_id = uuid.uuid4().hex
