@@ -6,7 +6,7 @@
 - Cluster kinds are Dask configuration (``dashapp.clusters``: name -> class path), with the
   form's initial values from :func:`defaults`; see ``dashapp.yaml`` in this package.
 - Its errors (:class:`ClusterError`, :class:`ClusterTimeout`, ``slurm.SlurmError``) are
-  :class:`~dashapp.data.errors.DashappError` kinds, shown to the person as they are.
+  :class:`~dashapp.errors.DashappError` kinds, shown to the person as they are.
 - :class:`SLURMBulkCluster`: one Slurm job running N workers (``srun``), for sites that count
   jobs.
 

@@ -1,20 +1,13 @@
-"""The cluster's errors: members of dashapp's one error family (:class:`DashappError`).
+"""The cluster's errors, members of dashapp's one error family (:mod:`dashapp.errors`).
 
-Views catch :class:`~dashapp.data.errors.DashappError` and show its message as it is, so a
-refused ``sbatch``, a lost server process and a request that cannot be done read the same way
-as a file that is not HDF5.
+Re-exported here for the cluster code and its callers: views catch
+:class:`~dashapp.errors.DashappError` and show its message as it is, so a refused ``sbatch``,
+a lost server process and a request that cannot be done read the same way as a file that is
+not HDF5.
 """
 
 from __future__ import annotations
 
-from ..data.errors import DashappError
+from ..errors import ClusterError, ClusterTimeout, OwnerGone, OwnerTimeout, SlurmError
 
-__all__ = ["ClusterError", "ClusterTimeout"]
-
-
-class ClusterError(DashappError, RuntimeError):
-    """A cluster request that cannot be done; the message says why, for the person asking."""
-
-
-class ClusterTimeout(ClusterError, TimeoutError):
-    """Workers (or the server process running the cluster) did not arrive in time."""
+__all__ = ["ClusterError", "ClusterTimeout", "OwnerGone", "OwnerTimeout", "SlurmError"]

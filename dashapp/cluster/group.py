@@ -14,10 +14,10 @@ import os
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from ..data.errors import DashappError
-from .errors import ClusterError, ClusterTimeout
+from ..errors import DashappError
+from .errors import ClusterError, ClusterTimeout, OwnerGone
 from .report import Report, reason
-from .siblings import OwnerGone, Siblings, server_group
+from .siblings import Siblings, server_group
 
 __all__ = ["GroupLink", "op_timeout"]
 

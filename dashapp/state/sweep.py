@@ -16,7 +16,7 @@ from typing import Any
 
 import param
 
-from ..data.errors import DashappError
+from ..errors import DashappError
 
 __all__ = ["SweepRun"]
 

@@ -25,7 +25,7 @@ import pandas as pd
 import panel as pn
 import param
 
-from ..data.errors import DashappError
+from ..errors import DashappError
 from ..state.cluster import ClusterForm
 from ..state.sweep import SweepRun
 from .notebook import ensure_notebook_extension
