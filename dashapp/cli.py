@@ -118,8 +118,8 @@ def _serve(args: argparse.Namespace, rest: list[str]) -> int:
             rest = [f"--{name.replace('_', '-')}", str(value), *rest]
     cmd = [sys.executable, "-m", "panel", "serve", str(SLICER_SCRIPT), *rest]
     # the slicer at /slicer, as `panel serve apps/slicer.py` serves it, and at / too; old
-    # /slicer_app links redirect there (see dashapp.routes)
-    cmd[5:5] = ["--plugins", PLUGIN]
+    # /slicer_app links redirect there (see dashapp.routes); the Dask dashboard at <prefix>/dask/
+    cmd[5:5] = ["--plugins", PLUGIN, "--plugins", "dashapp.cluster.proxy"]
     if not _has(rest, "--index"):
         cmd[5:5] = ["--index", ROUTE]
     if not (_has(rest, "--address") or _has(rest, "--unix-socket")):

@@ -143,6 +143,7 @@ def slicer_command(
         "--plugins", PLUGIN,  # old <prefix>/slicer_app links redirect to <prefix>/slicer
         "--allow-websocket-origin", "*",
         "--auth-module", str(AUTH_MODULE),  # the proxy brings the token (setup_slicer)
+        "--plugins", "dashapp.cluster.proxy",  # the Dask dashboard at <prefix>/dask/
     ]  # fmt: skip
     root = root or slicer_root()
     if root:

@@ -5,6 +5,8 @@
   wrong on the batch system in words.
 - Cluster kinds are Dask configuration (``dashapp.clusters``: name -> class path), with the
   form's initial values from :func:`defaults`; see ``dashapp.yaml`` in this package.
+- Its errors (:class:`ClusterError`, :class:`ClusterTimeout`, ``slurm.SlurmError``) are
+  :class:`~dashapp.errors.DashappError` kinds, shown to the person as they are.
 - :class:`SLURMBulkCluster`: one Slurm job running N workers (``srun``), for sites that count
   jobs.
 
@@ -14,14 +16,9 @@ Importing this package loads Dask and distributed, never panel, bokeh or holovie
 from __future__ import annotations
 
 from .config import cluster_kinds, defaults, lifetime_args, parse_walltime
-from .manager import (
-    MANAGER,
-    STATUSES,
-    VIEWER_OPTIONS,
-    ClusterError,
-    ClusterManager,
-    viewer_refusal,
-)
+from .errors import ClusterError, ClusterTimeout
+from .manager import MANAGER, STATUSES, ClusterManager
+from .requests import VIEWER_OPTIONS, viewer_refusal
 
 
 def __getattr__(name: str) -> object:
@@ -39,6 +36,7 @@ __all__ = [
     "VIEWER_OPTIONS",
     "ClusterError",
     "ClusterManager",
+    "ClusterTimeout",
     "SLURMBulkCluster",
     "cluster_kinds",
     "defaults",

@@ -112,7 +112,7 @@ class ClusterForm(param.Parameterized):
 
         try:
             d = defaults(self.kind)
-        except Exception:  # a kind whose class cannot be imported: keep the fields
+        except (KeyError, ImportError, ValueError):  # a kind whose class cannot be imported
             return
         updates: dict[str, Any] = {}
         for key in ("n_workers", "threads_per_worker", "cores", "processes", "workers_per_job"):

@@ -18,9 +18,9 @@ import param
 
 from ..errors import DashappError
 
-log = logging.getLogger(__name__)
-
 __all__ = ["SweepRun"]
+
+log = logging.getLogger(__name__)
 
 
 class SweepRun(param.Parameterized):
@@ -28,14 +28,15 @@ class SweepRun(param.Parameterized):
 
     ny = param.Integer(default=12, bounds=(1, 200), doc="Stations along y (northing).")
     nx = param.Integer(default=16, bounds=(1, 200), doc="Stations along x (easting).")
+    # Labels in the user's words (the buttons show them); the values are the sweep's names.
     kind = param.Selector(
         default="dc",
-        objects=["dc", "fdem"],
+        objects={"DC resistivity": "dc", "Frequency-domain EM": "fdem"},
         doc="DC resistivity soundings or frequency-domain EM soundings.",
     )
     preset = param.Selector(
         default="default",
-        objects=["default", "tiny"],
+        objects={"Full (default)": "default", "Tiny (quick look)": "tiny"},
         doc="Inversion size per station ('tiny' for a quick look).",
     )
     status = param.String(

@@ -377,8 +377,7 @@ class SlicerApp(pn.viewable.Viewer):
         self.browser_state.open(rel)
         self.slice_state.param.update(file=rel, dataset="/model")
         self.slice_state.param.update(follow=True)
-        if self._tabs is not None:
-            self._tabs.active = 0
+        # The Dask tab stays shown: its progress bar is what the person is watching.
         self._say(f"Sweep running: {rel} fills in station by station.", "success")
 
     def template(self, title: str = "dashapp · HDF5 slicer") -> pn.template.BaseTemplate:

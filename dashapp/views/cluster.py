@@ -5,12 +5,18 @@ session and surviving browser reloads). The form is a :class:`~dashapp.state.Clu
 the buttons call the manager's coroutines; a periodic callback redraws the tables from
 ``MANAGER.info()``. Errors (a refused ``sbatch``, workers that never arrive, lost jobs) appear
 here, in words.
+
+The dashboard link goes through the app's own server (``dask/status``, relative to the page:
+:mod:`dashapp.cluster.proxy`) when that route is registered, so it opens wherever the page
+does: through an SSH tunnel, behind JupyterLab's proxy. Empty tables say so; the batch jobs
+table shows only for batch-queue clusters.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -19,35 +25,75 @@ import pandas as pd
 import panel as pn
 import param
 
+from ..errors import DashappError
 from ..state.cluster import ClusterForm
 from ..state.sweep import SweepRun
 from .notebook import ensure_notebook_extension
 from .session import on_session, poll
 from .text import TextAlert, as_markdown, escape
 
-__all__ = ["ClusterPane", "SweepPane"]
+__all__ = ["ClusterPane", "SweepPane", "dashboard_href"]
 
-_WORKER_COLUMNS = ["name", "host", "nthreads", "memory", "memory_limit", "cpu", "executing",
-                   "in_memory", "ready", "status"]  # fmt: skip
+log = logging.getLogger(__name__)
+
+#: The workers table: what a person watches, compact enough to fit beside the form (memory
+#: is "used / limit"; a worker's status shows only when it is not "running").
+_WORKER_COLUMNS = ["name", "host", "threads", "memory", "cpu", "running", "stored"]
 _JOB_COLUMNS = ["job_id", "state", "name", "time_left", "workers", "reason"]
+#: Short column titles: the tables fit the pane's width instead of being cut off.
+_TITLES = {"job_id": "job", "time_left": "time left"}
+#: Kinds without batch jobs (no "Batch jobs" table).
+_NO_JOBS = ("local", "connect")
+
+
+def dashboard_href(link: str | None) -> str:
+    """Where the pane's "Dask dashboard" link points, for the browser showing the app.
+
+    Through the app's own server (``dask/<path>``, relative to the page) when
+    :mod:`dashapp.cluster.proxy` is registered; else through jupyter-server-proxy when under
+    Jupyter; else the scheduler's own address (reachable only on this machine).
+    """
+    if not link:
+        return ""
+    from ..cluster import proxy
+
+    if proxy.served():
+        from urllib.parse import urlsplit
+
+        return f"{proxy.PATH}{urlsplit(link).path or '/status'}"
+    from ..jupyter import proxied_url
+
+    return proxied_url(link)
 
 
 def _mb(value: Any) -> str:
     try:
-        return f"{float(value) / 2**20:,.0f} MiB"
+        mib = float(value) / 2**20
     except (TypeError, ValueError):
         return "" if value is None else str(value)
+    return f"{mib / 1024:,.1f} GiB" if mib >= 10 * 1024 else f"{mib:,.0f} MiB"
 
 
 def workers_frame(info: dict[str, Any]) -> pd.DataFrame:
     """The workers table from ``MANAGER.info()`` (pure, for tests)."""
     rows = []
     for w in info.get("workers") or []:
-        row = {k: w.get(k) for k in _WORKER_COLUMNS}
-        row["memory"], row["memory_limit"] = _mb(row["memory"]), _mb(row["memory_limit"])
-        if isinstance(row["cpu"], (int, float)):
-            row["cpu"] = f"{row['cpu']:.0f} %"
-        rows.append(row)
+        name = str(w.get("name", ""))
+        if w.get("status") not in (None, "running"):
+            name += f" ({w['status']})"
+        used, limit = _mb(w.get("memory")), _mb(w.get("memory_limit"))
+        cpu = w.get("cpu")
+        rows.append(
+            {
+                "name": name,
+                "host": w.get("host"),
+                "threads": w.get("nthreads"),
+                "memory": f"{used} / {limit}" if limit else used,
+                "cpu": f"{cpu:.0f} %" if isinstance(cpu, (int, float)) else cpu,
+                "running": w.get("executing"),
+                "stored": w.get("in_memory"),
+            }
+        )
     return pd.DataFrame(rows, columns=_WORKER_COLUMNS)
 
 
@@ -126,22 +172,36 @@ class ClusterPane(pn.viewable.Viewer):
         self._summary = pn.pane.HTML(
             "", sizing_mode="stretch_width", css_classes=["dashapp-cluster-summary"]
         )
+        # Columns as wide as their content, the table scrolling sideways when they are wider
+        # than the pane (none cut off); the height follows the rows (_fit), up to ten.
         self._workers = pn.widgets.Tabulator(
             workers_frame({}),
             show_index=False,
             disabled=True,
+            layout="fit_data_stretch",
+            titles=_TITLES,
+            configuration={"columnDefaults": {"headerSort": False}},  # no arrows: room
             sizing_mode="stretch_width",
-            height=220,
+            visible=False,
             css_classes=["dashapp-workers"],
         )
         self._jobs = pn.widgets.Tabulator(
             jobs_frame({}),
             show_index=False,
             disabled=True,
+            layout="fit_data_stretch",
+            titles=_TITLES,
+            configuration={"columnDefaults": {"headerSort": False}},  # no arrows: room
             sizing_mode="stretch_width",
-            height=180,
+            visible=False,
             css_classes=["dashapp-jobs"],
         )
+        self._no_workers = pn.pane.HTML(
+            "<i>No workers yet: start a cluster, or wait for its workers to connect.</i>",
+            css_classes=["dashapp-workers-empty"],
+        )
+        self._no_jobs = pn.pane.HTML("<i>No batch jobs.</i>", css_classes=["dashapp-jobs-empty"])
+        self._jobs_title = pn.pane.Markdown("#### Batch jobs", margin=(0, 10))
         self._events = pn.pane.HTML(
             "",
             sizing_mode="stretch_width",
@@ -157,6 +217,7 @@ class ClusterPane(pn.viewable.Viewer):
         self._last_info: str = ""
         self._poll = None
         self.update()
+        self.form.param.watch(self._kind_changed, "kind")
         self._layout = pn.Row(
             pn.Column(
                 "### Start a cluster",
@@ -164,15 +225,17 @@ class ClusterPane(pn.viewable.Viewer):
                 *self._widgets.values(),
                 pn.Row(self._preview, self._start),
                 pn.Row(self._scale, self._stop),
-                width=360,
+                width=330,
             ),
             pn.Column(
                 self._message,
                 self._summary,
                 "#### Workers",
                 self._workers,
-                "#### Batch jobs",
+                self._no_workers,
+                self._jobs_title,
                 self._jobs,
+                self._no_jobs,
                 "#### Events",
                 self._events,
                 self._script,
@@ -210,7 +273,7 @@ class ClusterPane(pn.viewable.Viewer):
         if self._poll is None:
             try:
                 self._poll = poll(self.update, 1000)
-            except Exception:  # no event loop (a script): update() can be called by hand
+            except RuntimeError:  # no event loop (a script): update() can be called by hand
                 self._poll = None
         return self._layout
 
@@ -225,6 +288,10 @@ class ClusterPane(pn.viewable.Viewer):
             widget.visible = visible
         self._preview.visible = self.form.is_batch
 
+    def _kind_changed(self, *events: Any) -> None:
+        self._last_info = ""  # the batch jobs table shows with batch kinds: redraw
+        self.update()
+
     def _say(self, text: str, kind: str = "danger") -> None:
         self._message.param.update(object=as_markdown(text), alert_type=kind, visible=bool(text))
 
@@ -232,7 +299,7 @@ class ClusterPane(pn.viewable.Viewer):
     def _on_preview(self, event: Any = None) -> None:
         try:
             script = self.manager.job_script(self.form.spec(), privileged=self._owner)
-        except Exception as exc:
+        except DashappError as exc:
             self._say(f"The job script cannot be made: {exc}")
             return
         self._say("")
@@ -251,13 +318,17 @@ class ClusterPane(pn.viewable.Viewer):
             info = await self.manager.start(spec, replace=True, privileged=self._owner)
             script = None
             if self.form.is_batch:
-                with contextlib.suppress(Exception):
+                with contextlib.suppress(DashappError):
                     script = self.manager.job_script(spec, privileged=self._owner)
             self._record(
                 "start", spec=spec, job_script=script, scheduler=info.get("scheduler_address")
             )
-        except Exception as exc:
+        except DashappError as exc:
             self._say(str(exc))
+            self._record("start failed", spec=spec, error=str(exc))
+        except Exception as exc:  # last line of defence in a click handler: said, logged
+            log.exception("starting a cluster failed unexpectedly")
+            self._say(f"The cluster did not start: {exc}")
             self._record("start failed", spec=spec, error=str(exc))
         finally:
             self._start.loading = False
@@ -272,8 +343,11 @@ class ClusterPane(pn.viewable.Viewer):
             else:
                 await self.manager.scale(self.form.workers)
                 self._record("scale", workers=self.form.workers)
-        except Exception as exc:
+        except DashappError as exc:
             self._say(str(exc))
+        except Exception as exc:  # last line of defence in a click handler: said, logged
+            log.exception("scaling the cluster failed unexpectedly")
+            self._say(f"The cluster was not scaled: {exc}")
         self.update()
 
     async def _on_stop(self, event: Any = None) -> None:
@@ -281,8 +355,11 @@ class ClusterPane(pn.viewable.Viewer):
         try:
             await self.manager.stop()
             self._record("stop")
-        except Exception as exc:
+        except DashappError as exc:
             self._say(str(exc))
+        except Exception as exc:  # last line of defence in a click handler: said, logged
+            log.exception("stopping the cluster failed unexpectedly")
+            self._say(f"The cluster did not stop cleanly: {exc}")
         finally:
             self._stop.loading = False
             self.update()
@@ -294,8 +371,8 @@ class ClusterPane(pn.viewable.Viewer):
             info = self.manager.info()
             jobs = [j.get("job_id") for j in info.get("jobs") or []]
             self.record.cluster(action, kind=self.form.kind, jobs=jobs, **data)
-        except Exception:  # recording must never break the pane
-            pass
+        except Exception:  # recording must never break the pane (a full disk, a bad value)
+            log.warning("could not record the cluster action %r", action, exc_info=True)
 
     # ------------------------------------------------------------------ display
     def update(self) -> None:
@@ -306,11 +383,7 @@ class ClusterPane(pn.viewable.Viewer):
             return
         self._last_info = key
         status = info.get("status", "none")
-        link = info.get("dashboard_link") or ""
-        if link:
-            from ..jupyter import proxied_url
-
-            link = proxied_url(link)
+        link = dashboard_href(info.get("dashboard_link"))
         parts = [f"<b>Status:</b> {escape(str(status))}"]
         if info.get("kind"):
             parts.append(f"<b>Kind:</b> {escape(str(info['kind']))}")
@@ -331,10 +404,17 @@ class ClusterPane(pn.viewable.Viewer):
                 f"<b>Walltime left:</b> {left // 3600}:{left % 3600 // 60:02d}:{left % 60:02d}"
             )
         if link:
-            parts.append(f'<a href="{escape(link)}" target="_blank">Dask dashboard</a>')
+            parts.append(
+                f'<a href="{escape(link)}" target="_blank" class="dashapp-dashboard-link">'
+                "Dask dashboard</a>"
+            )
         self._summary.object = " · ".join(parts)
-        self._workers.value = workers_frame(info)
-        self._jobs.value = jobs_frame(info)
+        workers, jobs = workers_frame(info), jobs_frame(info)
+        kind = info.get("kind") or self.form.kind
+        batch = kind not in _NO_JOBS or not jobs.empty
+        self._fit(self._workers, self._no_workers, workers, True)
+        self._fit(self._jobs, self._no_jobs, jobs, batch)
+        self._jobs_title.visible = batch
         errors = info.get("errors") or []
         if errors:
             self._say(" ".join(errors))
@@ -351,6 +431,15 @@ class ClusterPane(pn.viewable.Viewer):
         running = status == "running"
         self._scale.disabled = not running
         self._stop.disabled = status in ("none", "stopping")
+
+    @staticmethod
+    def _fit(table: Any, empty: Any, frame: pd.DataFrame, shown: bool) -> None:
+        """Show ``frame`` in ``table`` sized to its rows (up to ten), or the placeholder."""
+        rows = len(frame)
+        table.param.update(
+            value=frame, visible=shown and rows > 0, height=44 + 35 * min(max(rows, 1), 10)
+        )
+        empty.visible = shown and rows == 0
 
 
 class SweepPane(pn.viewable.Viewer):
@@ -379,8 +468,8 @@ class SweepPane(pn.viewable.Viewer):
         self._fields = pn.Column(
             pn.widgets.IntInput.from_param(r.param.ny, label="Stations along y"),
             pn.widgets.IntInput.from_param(r.param.nx, label="Stations along x"),
-            pn.widgets.RadioButtonGroup.from_param(r.param.kind, variant="outline"),
-            pn.widgets.RadioButtonGroup.from_param(r.param.preset, variant="outline"),
+            _labelled("Soundings", r.param.kind, "dashapp-sweep-kind"),
+            _labelled("Inversion size per station", r.param.preset, "dashapp-sweep-preset"),
         )
         self._go = pn.widgets.Button(
             label="Run the sweep on the cluster",
@@ -396,6 +485,11 @@ class SweepPane(pn.viewable.Viewer):
         self._text = pn.pane.HTML(
             "", css_classes=["dashapp-sweep-text"], sizing_mode="stretch_width"
         )
+        # Beside the button: what stops the sweep from starting (no cluster) is read where
+        # the person is looking, not below the fold.
+        self._hint = pn.pane.HTML(
+            "", visible=False, css_classes=["dashapp-sweep-hint"], width=240, margin=(5, 10)
+        )
         self._go.on_click(self._on_go)
         self._cancel.on_click(lambda e: self.run.cancel())
         r.param.watch(self._show, ["done", "failed", "total", "status", "message", "failures"])
@@ -409,10 +503,10 @@ class SweepPane(pn.viewable.Viewer):
                 "written into a stitched 3-D model as it completes, and the slicer follows it."
             ),
             self._fields,
-            pn.Row(self._go, self._cancel),
+            pn.Row(self._go, self._cancel, self._hint),
             self._bar,
             self._text,
-            width=420,
+            width=560,
         )
 
     def __panel__(self) -> pn.viewable.Viewable:
@@ -421,13 +515,25 @@ class SweepPane(pn.viewable.Viewer):
     def _on_go(self, event: Any = None) -> None:
         try:
             client = self.manager.client
-        except Exception as exc:
-            self._text.object = f'<span class="dashapp-problem">{escape(str(exc))}</span>'
+        except DashappError as exc:
+            text = str(exc)
+            if self.manager.info().get("status") != "running":
+                text = "No cluster is running: start one above (Start), then run the sweep."
+            self._hint.param.update(
+                object=f'<span class="dashapp-problem">{escape(text)}</span>', visible=True
+            )
             return
+        self._hint.visible = False
         doc = pn.state.curdoc
         self._doc = doc if doc is not None and doc.session_context is not None else None
         self._started = time.time()
-        out = self.run.start(client, self.root, on_update=self._from_thread)
+        try:
+            out = self.run.start(client, self.root, on_update=self._from_thread)
+        except (DashappError, OSError, ValueError) as exc:  # the sweeps folder, the plan
+            self._hint.param.update(
+                object=f'<span class="dashapp-problem">{escape(str(exc))}</span>', visible=True
+            )
+            return
         self._show()
         if self._on_output and self.run.status == "running":
             if self._doc is not None:
@@ -448,13 +554,20 @@ class SweepPane(pn.viewable.Viewer):
         failures = "".join(
             f"<li>station ({iy}, {ix}): {escape(str(msg))}</li>" for iy, ix, msg in r.failures
         )
-        self._text.object = escape(r.message) + (f"<ul>{failures}</ul>" if failures else "")
+        follows = (
+            f"<br>The slicer follows <code>{escape(r.out)}</code> (Slicer tab)."
+            if r.out and r.status != "idle" and self._on_output
+            else ""
+        )
+        self._text.object = (
+            escape(r.message) + follows + (f"<ul>{failures}</ul>" if failures else "")
+        )
         running = r.status == "running"
         self._go.disabled = running
         self._cancel.disabled = not running
         if self.record is not None and self._started and not running and r.status != "idle":
             started, self._started = self._started, 0.0
-            with contextlib.suppress(Exception):  # recording must never break the pane
+            try:
                 self.record.computation(
                     "1-D inversion sweep",
                     parameters={"ny": r.ny, "nx": r.nx, "kind": r.kind, "preset": r.preset},
@@ -465,3 +578,14 @@ class SweepPane(pn.viewable.Viewer):
                     error=r.message if r.status in ("error", "failed-partially") else None,
                     root=self.root,
                 )
+            except Exception:  # recording must never break the pane (a full disk, ...)
+                log.warning("could not record the sweep", exc_info=True)
+
+
+def _labelled(label: str, p: param.Parameter, css: str) -> pn.viewable.Viewable:
+    """A toggle group with its label above it (Panel's button groups show none)."""
+    return pn.Column(
+        pn.pane.HTML(f"<label>{escape(label)}</label>", margin=(5, 10, 0, 10)),
+        pn.widgets.RadioButtonGroup.from_param(p, variant="outline", name=label),
+        css_classes=[css],
+    )

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from dashapp.cluster import ClusterManager
+
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / ".ci" / "slurm"
 
@@ -96,3 +98,13 @@ def slurm():
                 shutil.rmtree(workdir, ignore_errors=True)
             else:
                 print(f"Slurm stop failed, files kept in {workdir}:\n{stopped.stderr}")
+
+
+@pytest.fixture
+def manager():
+    """A manager of its own (not the process-wide one), stopped after the test."""
+    m = ClusterManager()
+    try:
+        yield m
+    finally:
+        m.close()

@@ -79,16 +79,6 @@ def texts(info: dict) -> list[str]:
 
 
 @pytest.fixture
-def manager():
-    """A manager of its own (not the process-wide one), stopped after the test."""
-    m = ClusterManager()
-    try:
-        yield m
-    finally:
-        m.close()
-
-
-@pytest.fixture
 def spec(slurm, tmp_path):
     """Build cluster requests whose jobs carry this test's unique name."""
     job_name = f"dt-{uuid.uuid4().hex[:8]}"

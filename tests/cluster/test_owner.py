@@ -9,21 +9,12 @@ from __future__ import annotations
 import dask.config
 import pytest
 
-from dashapp.cluster import ClusterError, ClusterManager, viewer_refusal
+from dashapp.cluster import ClusterError, viewer_refusal
 from dashapp.state.cluster import ClusterForm
 
 from .test_manager import run
 
 PLAIN = {"cores": 2, "memory": "4GB", "queue": "debug", "account": "m1234", "walltime": "00:30:00"}
-
-
-@pytest.fixture
-def manager():
-    m = ClusterManager()
-    try:
-        yield m
-    finally:
-        m.close()
 
 
 @pytest.mark.parametrize(

@@ -55,7 +55,9 @@ def test_tables_from_info():
                   "time_left": "29:10", "workers": ["w0"], "reason": ""}],
     }  # fmt: skip
     w = workers_frame(info)
-    assert w.loc[0, "memory"] == "1,024 MiB"
+    assert w.loc[0, "memory"] == "1,024 MiB / 4,096 MiB"
+    assert w.loc[0, "running"] == 1
+    assert w.loc[0, "stored"] == 3
     assert w.loc[0, "cpu"] == "12 %"
     assert jobs_frame(info).loc[0, "workers"] == "w0"
     assert workers_frame({}).empty
