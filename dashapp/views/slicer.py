@@ -40,6 +40,7 @@ from .notebook import ensure_notebook_extension
 from .palettes import palette
 from .plot import (
     DEFAULT_FRAME,
+    AspectToggle,
     SlicePlot,
     covered_pixels,
     equal_aspect_ranges,
@@ -153,6 +154,7 @@ class Slicer(pn.viewable.Viewer):
         self.state.param.watch(self._on_dataset, ["info", "error", "axis", "display"])
         self.state.param.watch(self._on_file, ["root", "file"])
         self.state.param.watch(self._show_live, ["newer", "follow"])
+        self.state.param.watch(lambda e: self._apply_state_ranges(reset=True), ["aspect"])
         self._on_file()
         self._on_dataset()
         self.refresh()
@@ -273,8 +275,9 @@ class Slicer(pn.viewable.Viewer):
             sizing_mode="stretch_width",
         )
         self._title = pn.pane.HTML(
-            "", sizing_mode="stretch_width", margin=(0, 10), css_classes=["dashapp-title"]
-        )
+            "", sizing_mode="stretch_width", margin=(0, 10), css_classes=["dashapp-title"],
+            stylesheets=[":host { overflow-wrap: anywhere; }"],  # long paths wrap, not overflow
+        )  # fmt: skip
         self._status = StatusText(
             "", sizing_mode="stretch_width", margin=(0, 10), css_classes=["dashapp-status"]
         )
@@ -342,6 +345,7 @@ class Slicer(pn.viewable.Viewer):
             pn.Row(self._vmin, self._vmax),
             self._part,
             self._agg,
+            AspectToggle(state=self.state),
             sizing_mode="stretch_width",
             margin=0,
         )
@@ -564,7 +568,7 @@ class Slicer(pn.viewable.Viewer):
         x, y = self._full_extent()
         if st.x_range and st.y_range:
             view_x, view_y = tuple(st.x_range), tuple(st.y_range)
-        elif wants_equal_aspect(st.info, tuple(int(d) for d in st.display), x, y):
+        elif wants_equal_aspect(st.info, tuple(int(d) for d in st.display), x, y, st.aspect):
             view_x, view_y = equal_aspect_ranges(x, y, self._frame)
         else:
             view_x, view_y = x, y
@@ -683,7 +687,7 @@ class Slicer(pn.viewable.Viewer):
         if st.info is None or self._plane is None:
             return
         x, y = self._full_extent()
-        equal = wants_equal_aspect(st.info, tuple(int(d) for d in st.display), x, y)
+        equal = wants_equal_aspect(st.info, tuple(int(d) for d in st.display), x, y, st.aspect)
         zoomed = bool(st.x_range and st.y_range)
         # A first guess from the last known frame size: what scripts without a browser see.
         fx, fy = equal_aspect_ranges(x, y, self._frame) if equal else (x, y)
