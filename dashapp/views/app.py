@@ -191,6 +191,7 @@ class SlicerApp(pn.viewable.Viewer):
                 "x_range",
                 "y_range",
                 "follow",
+                "aspect",
             ],
         )
         browser_state.param.watch(self._browser_problem, ["error"])

@@ -484,16 +484,18 @@ class SlicePlot:
         return self.kind == "bool"
 
     def _key(self, limits: tuple[float, float], scale: str) -> tuple:
-        # true/false data: False at 0, True at 1, whatever the colour-limit mode says
+        # true/false data: False at 0, True at 1, whatever the colour-limit mode says (and
+        # the kind is part of the key: the data of a float slice read before it was known
+        # are not a true/false picture, even under the same limits)
         if self.boolean:
-            return (0.0, 1.0), "linear"
-        return (float(limits[0]), float(limits[1])), scale
+            return (0.0, 1.0), "linear", True
+        return (float(limits[0]), float(limits[1])), scale, False
 
     def prepare(self, image: SliceImage, limits: tuple[float, float], scale: str) -> tuple:
         """:func:`image_data` for ``image`` under ``limits`` and ``scale``, ahead of
         :meth:`draw` (e.g. in the thread that read the slice)."""
         key = self._key(limits, scale)
-        return image, key, image_data(image, key[0], key[1], boolean=self.boolean)
+        return image, key, image_data(image, *key[:2], boolean=key[2])
 
     def set_colour(self, cmap: str, reverse: bool, scale: str, limits: tuple[float, float]) -> None:
         """Apply a colour map, scale and limits; sends the image only if it was normalised
@@ -503,7 +505,7 @@ class SlicePlot:
             if tuple(m.palette) != colours:
                 m.palette = colours
         key = self._key(limits, scale)
-        limits, scale = key
+        limits, scale = key[:2]
         shown = bool_colours(cmap, reverse) if self.boolean else colours
         if tuple(self.image_mapper.palette) != shown:
             self.image_mapper.palette = list(shown)
