@@ -21,6 +21,7 @@ from ..data.fsguard import bounded
 from ..data.paths import check_regular_file
 from ..state import BrowserState, SliceState, apply_query, to_query
 from .browser import FileBrowser
+from .icons import CAMERA, PLAY
 from .series import ConvergencePlot
 from .session import on_session, release_links
 from .slicer import Slicer
@@ -149,7 +150,8 @@ class SlicerApp(pn.viewable.Viewer):
         self.convergence = ConvergencePlot(slice_state)
         self.slicer.add_panel(self.convergence)
         self._launch = pn.widgets.Button(
-            label="▶ Run a live SimPEG inversion",
+            label="Run a live SimPEG inversion",
+            icon=PLAY,
             color="primary",
             sizing_mode="stretch_width",
             css_classes=["dashapp-run-inversion"],
@@ -210,7 +212,7 @@ class SlicerApp(pn.viewable.Viewer):
         self.record = record if record is not None else open_record()
         self._views = None if read_only else ViewRecorder(self.record, delay=2.0)
         self._snapshot = pn.widgets.Button(
-            label="📷 Snapshot of this view", sizing_mode="stretch_width",
+            label="Snapshot of this view", icon=CAMERA, sizing_mode="stretch_width",
             css_classes=["dashapp-snapshot"],
             description="Save a PNG of the plot and its link to the timeline.",
         )  # fmt: skip

@@ -416,9 +416,11 @@ class SlicePlot:
         fig.add_layout(colorbars["linear"], "right")
         swatches = {}
         for label, colour in (("False", colours[51]), ("True", colours[204]), ("NaN", "#808080")):
-            # a glyph with no data: only its legend swatch is ever drawn
+            # one box at NaN coordinates: never drawn in the plot, but not empty (BokehJS
+            # draws no legend swatch for a glyph without data)
+            nan = [float("nan")]
             swatch = fig.quad(
-                left=[], right=[], top=[], bottom=[], fill_color=colour, line_color="#333333"
+                left=nan, right=nan, top=nan, bottom=nan, fill_color=colour, line_color="#333333"
             )
             swatches[label] = LegendItem(label=label, renderers=[swatch], name=f"slice-{label}")
         legend = Legend(

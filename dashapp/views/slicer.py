@@ -848,7 +848,7 @@ class Slicer(pn.viewable.Viewer):
                 f"last good picture; trying again in {self._retry_delay:g} s.</span>"
             )
         if st.newer and not st.follow:
-            parts.append(f'<span class="dashapp-newer">🆕 {_esc(st.newer)}</span>')
+            parts.append(f'<span class="dashapp-newer">{_esc(st.newer)}</span>')
         self._live.object = " · ".join(parts)
         self._live.visible = bool(parts)
 
