@@ -414,15 +414,26 @@ class SlicePlot:
             for scale, mapper in (("linear", linear), ("log", log))
         }
         fig.add_layout(colorbars["linear"], "right")
-        swatches = {}
-        for label, colour in (("False", colours[51]), ("True", colours[204]), ("NaN", "#808080")):
-            # one box at NaN coordinates: never drawn in the plot, but not empty (BokehJS
-            # draws no legend swatch for a glyph without data)
-            nan = [float("nan")]
-            swatch = fig.quad(
-                left=nan, right=nan, top=nan, bottom=nan, fill_color=colour, line_color="#333333"
-            )
-            swatches[label] = LegendItem(label=label, renderers=[swatch], name=f"slice-{label}")
+        # One glyph for all swatches, a row each, at NaN coordinates: never drawn in the plot,
+        # but not empty (BokehJS draws no legend swatch for a glyph without data). It joins
+        # the page only when a legend is first shown: every message to the browser costs a
+        # pass over the page's models.
+        labels = ("False", "True", "NaN")
+        nan = [float("nan")] * len(labels)
+        swatch = fig.quad(
+            left="left", right="right", top="top", bottom="bottom", fill_color="fill",
+            line_color="#333333",
+            source=ColumnDataSource({
+                "left": nan, "right": nan, "top": nan, "bottom": nan,
+                "fill": [colours[51], colours[204], nan_colour("fire")],
+            }, name="slice-swatches"),
+        )  # fmt: skip
+        swatch.update(nonselection_glyph=None, muted_glyph=None)
+        fig.renderers = [r for r in fig.renderers if r is not swatch]
+        swatches = {
+            label: LegendItem(label=label, renderers=[swatch], index=i)
+            for i, label in enumerate(labels)
+        }
         legend = Legend(
             items=[],
             name="slice-legend",
@@ -536,12 +547,14 @@ class SlicePlot:
         labels = ["False", "True"] if self.boolean else []
         if stats is not None and stats.n_nan > 0:
             labels.append("NaN")
-        fills = {"False": colours[0], "True": colours[-1], "NaN": nan}
-        for label in labels:
-            glyph = self.swatches[label].renderers[0].glyph
-            if glyph.fill_color != fills[label]:
-                glyph.fill_color = fills[label]
+        fills = [colours[0], colours[-1], nan]
+        source = self.swatches["NaN"].renderers[0].data_source
+        if list(source.data["fill"]) != fills:
+            source.patch({"fill": [(slice(0, 3), fills)]})
         items = [self.swatches[label] for label in labels]
+        swatch = self.swatches["NaN"].renderers[0]
+        if items and swatch not in self.figure.renderers:
+            self.figure.renderers = [*self.figure.renderers, swatch]
         if list(self.legend.items) != items:
             self.legend.items = items
         right = [] if self.boolean else [self.colorbars[self.shown_scale]]
@@ -734,8 +747,6 @@ class AspectToggle(pn.viewable.Viewer):
             variant="outline",
             sizing_mode="stretch_width",
             css_classes=["dashapp-aspect"],
-            description="1:1: one unit across spans as many pixels as one unit up (lengths); "
-            "fill: the plane fills the plot (angles, energies, mixed units).",
         )
         self._buttons.param.watch(self._chosen, "value")
         self.state.param.watch(self._show, ["aspect", "info", "display"])

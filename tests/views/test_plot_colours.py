@@ -33,6 +33,12 @@ def _legend(plot: SlicePlot) -> list[str]:
     return [item.label.value for item in plot.legend.items]
 
 
+def _swatch(plot: SlicePlot, label: str) -> str:
+    """The fill colour of a legend entry's swatch (a row of the swatches' glyph)."""
+    item = plot.swatches[label]
+    return item.renderers[0].data_source.data["fill"][item.index]
+
+
 def _rgb(colour: str) -> np.ndarray:
     colour = colour.lstrip("#")
     return np.array([int(colour[i : i + 2], 16) for i in (0, 2, 4)])
@@ -59,7 +65,7 @@ def test_nan_is_drawn_in_a_colour_of_its_own_and_named_in_the_legend(tmp_path, c
     assert np.linalg.norm(_rgb(nan) - _rgb(plot.figure.background_fill_color)) > 100
     assert _legend(plot) == ["NaN"]
     assert plot.legend in plot.figure.right
-    assert plot.swatches["NaN"].renderers[0].glyph.fill_color == nan
+    assert _swatch(plot, "NaN") == nan
     # a slice without NaN has no legend (and no space taken by one)
     plot.draw(_image(np.nan_to_num(values)))
     plot.set_colour(cmap, False, "linear", (0.0, 1.0))
@@ -84,7 +90,7 @@ def test_bool_data_get_two_colours_and_a_false_true_legend(tmp_path):
     assert _legend(plot) == ["False", "True"]
     assert plot.colorbars["linear"] not in plot.figure.right  # no continuous colour bar
     assert plot.legend in plot.figure.right
-    false, true = (plot.swatches[k].renderers[0].glyph.fill_color for k in ("False", "True"))
+    false, true = _swatch(plot, "False"), _swatch(plot, "True")
     assert [false, true] == list(plot.image_mapper.palette)
     data = plot.source.data
     assert data["bool"] == [True]
