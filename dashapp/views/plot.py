@@ -714,12 +714,13 @@ if (d.fit[0]) {
 
 
 def _empty() -> SliceImage:
+    """No picture: one NaN cell of no size (a drawn NaN cell would show the NaN colour)."""
     from ..data import SliceStats
 
     return SliceImage(
         values=np.full((1, 1), np.nan, dtype=np.float32),
-        x=(0.0, 1.0),
-        y=(0.0, 1.0),
+        x=(0.0, 0.0),
+        y=(0.0, 0.0),
         rows=(0, 1),
         cols=(0, 1),
         step=1,

@@ -162,3 +162,14 @@ def test_the_aspect_buttons_show_and_set_the_states_aspect(tmp_path):
     # a new dataset chooses again from its axes
     state.dataset = "/entry/data/row"
     assert state.aspect is None
+
+
+def test_no_picture_draws_nothing():
+    """Before a dataset opens (and after :meth:`SlicePlot.clear`) the plot shows no cell: an
+    empty plot, not one big cell in the NaN colour."""
+    plot = SlicePlot.create()
+    data = plot.source.data
+    assert data["dw"] == [0.0]
+    assert data["dh"] == [0.0]
+    plot.clear()
+    assert plot.source.data["dw"] == [0.0]
