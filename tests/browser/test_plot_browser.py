@@ -136,11 +136,17 @@ def hover_at(page: Page, fx: float, fy: float) -> str:
     return text.strip().splitlines()[-1].split(":", 1)[1].strip()
 
 
-def test_nan_cells_have_a_colour_of_their_own_a_legend_and_read_nan(serve, page: Page, tmp_path):
+@pytest.mark.parametrize("bits", [16, 32])
+def test_nan_cells_have_a_colour_of_their_own_a_legend_and_read_nan(
+    serve, page: Page, tmp_path, bits
+):
+    """NaN survives both ways of sending a slice: a 16-bit code of its own (decoded to NaN by
+    the glyph's transform) and float32."""
     write_files(tmp_path / "root")
-    server = serve(tmp_path / "root")
+    server = serve(tmp_path / "root", env={"DASHAPP_FRAME_BITS": str(bits)})
     page.goto(f"{server.url}?file={SCAN}&dataset=/{LONG}")
     png = wait_for_picture(page)
+    assert view_in_browser(page)["bits"] == bits
     # the dead modules (rows 20-40, columns 30-60 of 64 x 96) are mid grey, not the
     # near-white background (positions in the plane -> pixels of the plot, through BokehJS)
     sx, sy = page.evaluate(_TO_SCREEN_JS, [45 / 96, 30 / 64])
