@@ -17,6 +17,7 @@ The query carries:
 ``part``    complex part when not ``magnitude``
 ``zoom``    ``x0,x1,y0,y1`` visible region in the plot's coordinates
 ``follow``  ``true``: move to the newest iteration as a running simulation writes it
+``aspect``  ``equal`` or ``auto`` when chosen (else from the axes' units)
 ==========  ==============================================================
 
 A link is typed, pasted, truncated and edited by people, so every value is checked: one that
@@ -101,6 +102,8 @@ def to_query(state: SliceState) -> dict[str, str]:
         q["part"] = state.part
     if state.follow:
         q["follow"] = "true"
+    if state.aspect is not None:
+        q["aspect"] = state.aspect
     if state.x_range and state.y_range:
         q["zoom"] = ",".join(_fmt(v) for v in (*state.x_range, *state.y_range))
     return q
@@ -213,6 +216,7 @@ def parse_query(args: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]
         "scale": ("linear", "log"),
         "agg": tuple(AGGREGATIONS),
         "part": tuple(COMPLEX_PARTS),
+        "aspect": ("equal", "auto"),
     }
     for key, allowed in choices.items():
         if key in raw:

@@ -54,6 +54,7 @@ VIEW_PARAMS: dict[str, str] = {
     "axis": "axis", "index": "index", "display": "dims", "indices": "d<k>", "cmap": "cmap",
     "reverse": "cmap", "clim": "clim", "vmin": "vmin", "vmax": "vmax", "scale": "scale",
     "agg": "agg", "part": "part", "x_range": "zoom", "y_range": "zoom", "follow": "follow",
+    "aspect": "aspect",
 }  # fmt: skip
 
 
@@ -171,6 +172,14 @@ class SliceState(param.Parameterized):
     )
     newer = param.String(
         default="", doc="Newer data the view does not show (with follow off), in words."
+    )
+    aspect = param.Selector(
+        default=None,
+        objects=[None, "equal", "auto"],
+        allow_None=True,
+        doc="Aspect of the plot: 'equal' (one unit across spans as many pixels as one unit up), "
+        "'auto' (the plane fills the frame), or None: equal when both displayed axes are array "
+        "indices or share a unit of length, else auto (chosen again for each dataset).",
     )
     x_range = param.NumericTuple(
         default=None, allow_None=True, length=2, doc="Zoom: visible x (column) range, or None."
@@ -312,6 +321,7 @@ class SliceState(param.Parameterized):
         self.x_range = None
         self.y_range = None
         self.auto_scale = True
+        self.aspect = None
         self.newer = ""
         if self.clim != "manual":
             self.vmin = self.vmax = None
@@ -444,7 +454,10 @@ class SliceState(param.Parameterized):
         if old is None or info.ndim != old.ndim:
             # First data of a run that had none (or a different layout): a fresh plane, but
             # the user's colours and follow setting stay.
-            keep = ("cmap", "reverse", "clim", "vmin", "vmax", "scale", "agg", "part", "follow")
+            keep = (
+                "cmap", "reverse", "clim", "vmin", "vmax", "scale", "agg", "part", "follow",
+                "aspect",
+            )  # fmt: skip
             self._set_defaults_keep({k: view[k] for k in keep})
             if self.follow:
                 self._to_newest(info.growable)

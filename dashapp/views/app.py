@@ -20,8 +20,9 @@ from .. import settings
 from ..data import DashappError, resolve
 from ..data.fsguard import bounded
 from ..data.paths import check_regular_file
-from ..state import BrowserState, SliceState, apply_query, to_query
+from ..state import VIEW_PARAMS, BrowserState, SliceState, apply_query, to_query
 from .browser import FileBrowser
+from .icons import CAMERA, PLAY
 from .series import ConvergencePlot
 from .session import on_session, release_links
 from .slicer import Slicer
@@ -121,7 +122,8 @@ class SlicerApp(pn.viewable.Viewer):
         self.convergence = ConvergencePlot(slice_state)
         self.slicer.add_panel(self.convergence)
         self._launch = pn.widgets.Button(
-            label="▶ Run a live SimPEG inversion",
+            label="Run a live SimPEG inversion",
+            icon=PLAY,
             color="primary",
             sizing_mode="stretch_width",
             css_classes=["dashapp-run-inversion"],
@@ -142,29 +144,8 @@ class SlicerApp(pn.viewable.Viewer):
             self._say("Parts of the link could not be used:", "warning", problems)
         if browser_state.error and not slice_state.error:
             self._say(browser_state.error, "danger")
-        slice_state.param.watch(
-            self._sync_url,
-            [
-                "file",
-                "dataset",
-                "info",
-                "axis",
-                "index",
-                "display",
-                "indices",
-                "cmap",
-                "reverse",
-                "clim",
-                "vmin",
-                "vmax",
-                "scale",
-                "agg",
-                "part",
-                "x_range",
-                "y_range",
-                "follow",
-            ],
-        )
+        # the link follows the file, the dataset and every view setting (one list: VIEW_PARAMS)
+        slice_state.param.watch(self._sync_url, ["file", "dataset", "info", *VIEW_PARAMS])
         browser_state.param.watch(self._browser_problem, ["error"])
         self._tabs: pn.Tabs | None = None
         self._setup_provenance(record, read_only)
@@ -181,7 +162,7 @@ class SlicerApp(pn.viewable.Viewer):
         self.record = record if record is not None else open_record()
         self._views = None if read_only else ViewRecorder(self.record, delay=2.0)
         self._snapshot = pn.widgets.Button(
-            label="📷 Snapshot of this view", sizing_mode="stretch_width",
+            label="Snapshot of this view", icon=CAMERA, sizing_mode="stretch_width",
             css_classes=["dashapp-snapshot"],
             description="Save a PNG of the plot and its link to the timeline.",
         )  # fmt: skip

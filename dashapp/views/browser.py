@@ -14,6 +14,7 @@ from ..data import DashappError, Entry, Node
 from ..data.fsguard import bounded
 from ..state import BrowserState
 from ..state.query import default_dataset as _default_dataset
+from .icons import REFRESH
 from .session import on_session
 from .text import TextAlert, as_markdown, escape
 
@@ -160,7 +161,7 @@ class FileBrowser(pn.viewable.Viewer):
             "", sizing_mode="stretch_width", margin=(0, 5), css_classes=["dashapp-where"]
         )
         self._refresh = pn.widgets.Button(
-            label="↻", width=40, description="List the folder again", margin=(0, 5)
+            label="", icon=REFRESH, width=40, description="List the folder again", margin=(0, 5)
         )
         self._entries = pmui.Tree(
             items=[],

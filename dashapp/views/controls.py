@@ -25,6 +25,7 @@ import param
 from ..state import CMAPS, SliceState
 from ..state.feed import SliceFeed
 from .palettes import palette
+from .plot import AspectToggle
 from .session import release_links
 from .text import escape as _esc
 from .widgets import ScrubSlider
@@ -259,6 +260,7 @@ class ColourControls(pn.viewable.Viewer):
         self.part = pn.widgets.RadioButtonGroup.from_param(
             state.param.part, label="Complex values", variant="outline", sizing_mode="stretch_width"
         )
+        self.aspect = AspectToggle(state=state)
         self.cmap.param.watch(self._on_cmap, "value_name")
         state.param.watch(self._on_state_cmap, ["cmap"])
         state.param.watch(self._show_reverse, ["reverse"])
@@ -272,6 +274,7 @@ class ColourControls(pn.viewable.Viewer):
             pn.Row(self.vmin, self.vmax),
             self.part,
             self.agg,
+            self.aspect,
             sizing_mode="stretch_width",
             margin=0,
         )
@@ -348,7 +351,7 @@ class LiveControls(pn.viewable.Viewer):
                 f"last good picture; trying again in {feed.retry_in:g} s.</span>"
             )
         if st.newer and not st.follow:
-            parts.append(f'<span class="dashapp-newer">🆕 {_esc(st.newer)}</span>')
+            parts.append(f'<span class="dashapp-newer">{_esc(st.newer)}</span>')
         self.line.object = " · ".join(parts)
         self.line.visible = bool(parts)
 

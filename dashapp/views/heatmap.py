@@ -46,6 +46,7 @@ class Heatmap:
         self.plot.figure.on_change("inner_width", self._on_resize)
         self.plot.figure.on_change("inner_height", self._on_resize)
         state.param.watch(self._on_zoom, ["x_range", "y_range"])
+        state.param.watch(lambda e: self.apply_ranges(reset=True), ["aspect"])
         state.param.watch(self._on_colour, ["cmap", "reverse", "scale"])
 
     #: What the plot sends for a picture, made ahead in the read's thread.
@@ -102,7 +103,7 @@ class Heatmap:
         x, y = self.full_extent()
         if st.x_range and st.y_range:
             view_x, view_y = tuple(st.x_range), tuple(st.y_range)
-        elif wants_equal_aspect(st.info, tuple(int(d) for d in st.display), x, y):
+        elif wants_equal_aspect(st.info, tuple(int(d) for d in st.display), x, y, st.aspect):
             view_x, view_y = equal_aspect_ranges(x, y, self.frame)
         else:
             view_x, view_y = x, y
@@ -118,7 +119,7 @@ class Heatmap:
         if st.info is None or self.plane is None:
             return
         x, y = self.full_extent()
-        equal = wants_equal_aspect(st.info, tuple(int(d) for d in st.display), x, y)
+        equal = wants_equal_aspect(st.info, tuple(int(d) for d in st.display), x, y, st.aspect)
         zoomed = bool(st.x_range and st.y_range)
         # A first guess from the last known frame size: what scripts without a browser see.
         fx, fy = equal_aspect_ranges(x, y, self.frame) if equal else (x, y)

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import panel as pn
+import param
 from bokeh.models import (
     BoxZoomTool,
     ColorBar,
@@ -21,6 +24,8 @@ from bokeh.models import (
     CustomJSHover,
     CustomJSTransform,
     HoverTool,
+    Legend,
+    LegendItem,
     LinearColorMapper,
     LogColorMapper,
     PanTool,
@@ -34,10 +39,13 @@ from bokeh.transform import transform
 
 from .. import settings
 from ..data import DatasetInfo, SliceImage
-from .palettes import palette
+from .palettes import bool_colours, nan_colour, palette
 from .text import plain
 
 __all__ = [
+    "ASPECT_OPTIONS",
+    "LENGTH_UNITS",
+    "AspectToggle",
     "SlicePlot",
     "decoded",
     "encode16",
@@ -159,6 +167,7 @@ def image_data(
     limits: tuple[float, float] = (0.0, 1.0),
     scale: str = "linear",
     bits16: bool | None = None,
+    boolean: bool = False,
 ) -> dict[str, list]:
     """The ``ColumnDataSource`` data that draws ``image`` at its physical extent, its values
     normalised to ``limits`` on ``scale``, with what the hover readout needs to show the data
@@ -168,6 +177,7 @@ def image_data(
     normalised values in the browser by the glyph's transform, :data:`_DECODE_JS`) where that
     loses nothing a palette can show, else (or with ``bits16=False``; the default is
     :data:`FRAME_BITS`) as float32 (float64 for float64 data) normalised by :func:`normalise`.
+    ``boolean`` marks true/false data, which the hover readout shows as ``False``/``True``.
     """
     if bits16 is None:
         bits16 = FRAME_BITS == 16
@@ -186,6 +196,7 @@ def image_data(
         "lo": [float(limits[0])],
         "hi": [float(limits[1])],
         "log": [scale == "log"],
+        "bool": [bool(boolean)],
         **{k: [numbers.get(k, nan)] for k in ("t0", "dt", "qa", "qb")},
     }
 
@@ -228,14 +239,46 @@ def covered_pixels(
     return along(y, view_y, frame[0]), along(x, view_x, frame[1])
 
 
+#: Units of length (lower case): two axes in the same one of these are drawn with equal aspect
+#: by default. Angles (``deg``, ``rad``), energies, times and mixed units are not: one degree
+#: across and one up are not the same thing, and a square plot of them hides nothing.
+LENGTH_UNITS = frozenset(
+    {"m", "km", "cm", "mm", "um", "µm", "μm", "micron", "microns", "micrometre", "micrometer",
+     "nm", "pm", "a", "å", "ang", "angstrom", "angstroms", "metre", "metres", "meter", "meters",
+     "pixel", "pixels", "px"}
+)  # fmt: skip
+
+
+#: The aspect buttons' labels and the ``SliceState.aspect`` each sets.
+ASPECT_OPTIONS = (("1:1", "equal"), ("fill", "auto"))
+
+
 def wants_equal_aspect(
-    info: DatasetInfo, display: tuple[int, int], x: tuple[float, float], y: tuple[float, float]
+    info: DatasetInfo,
+    display: tuple[int, int],
+    x: tuple[float, float],
+    y: tuple[float, float],
+    aspect: str | None = None,
 ) -> bool:
-    """Equal aspect when both axes share units (both index, or both metres) and are not extreme."""
+    """Whether one data unit spans as many pixels across as up.
+
+    ``aspect`` is the user's choice (``"equal"`` or ``"auto"``, the frame filled); without one
+    (None) equal aspect is chosen when both axes are array indices (an image's pixels) or share
+    a unit of length (:data:`LENGTH_UNITS`: metres and metres, not degrees and degrees, nor
+    degrees and eV), and their extents are within a factor 20 of each other.
+    """
+    if aspect in ("equal", "auto"):
+        return aspect == "equal"
     row, col = info.axes[display[0]], info.axes[display[1]]
-    same_units = (row.coords is None) == (col.coords is None) and row.units == col.units
+    if row.coords is None and col.coords is None:
+        same = True  # both index axes: pixels of an image
+    elif row.coords is not None and col.coords is not None:
+        unit = row.units.strip().lower()
+        same = unit == col.units.strip().lower() and unit in LENGTH_UNITS
+    else:
+        same = False
     dx, dy = abs(x[1] - x[0]), abs(y[1] - y[0])
-    if not same_units or dx == 0 or dy == 0:
+    if not same or dx == 0 or dy == 0:
         return False
     return 1 / 20 <= dx / dy <= 20
 
@@ -274,6 +317,11 @@ class SlicePlot:
     linear, one log) that carry the real limits; only the one in use is in the plot's layout
     (a hidden colour bar still takes space). The hover readout turns the normalised value back
     into the data value in the browser (:data:`_HOVER_JS`).
+
+    NaN cells are drawn in a colour that is not in the colour map (:func:`~.palettes.nan_colour`,
+    mid grey for most maps), named in a legend beside the colour bar while the slice has any,
+    and read ``NaN`` in the hover. True/false data get two colours of the map and a
+    ``False``/``True`` legend instead of a colour bar.
     """
 
     figure: object
@@ -285,6 +333,10 @@ class SlicePlot:
     log: LogColorMapper
     colorbars: dict[str, ColorBar]
     hover: HoverTool
+    #: Swatches beside the colour bar: ``False``/``True`` for true/false data, ``NaN``.
+    legend: Legend
+    #: The legend's entries by label, each with a square swatch of its colour.
+    swatches: dict[str, LegendItem]
     #: Full extent of the plane and whether to fit the view to it (see :meth:`set_extent`).
     extent: ColumnDataSource
     #: The slice drawn (its raw values) and the limits and scale it was normalised with.
@@ -293,6 +345,8 @@ class SlicePlot:
     shown_scale: str = "linear"
     #: ``(image, (limits, scale), data)`` made ahead by :meth:`prepare`, until sent.
     prepared: tuple | None = None
+    #: The data kind of the dataset shown (``DatasetInfo.kind``): ``bool`` gets two colours.
+    kind: str = ""
 
     @classmethod
     def create(cls) -> SlicePlot:
@@ -300,7 +354,7 @@ class SlicePlot:
         source = ColumnDataSource(image_data(_empty(), (0.0, 1.0), "linear"))
         colours = palette("fire")
         image_mapper = LinearColorMapper(
-            palette=colours, low=0, high=1, nan_color="rgba(0,0,0,0)", name="slice-image-mapper"
+            palette=colours, low=0, high=1, nan_color=nan_colour("fire"), name="slice-image-mapper"
         )
         linear = LinearColorMapper(palette=colours, low=0, high=1, name="slice-bar-linear")
         log = LogColorMapper(palette=colours, low=1, high=10, name="slice-bar-log")
@@ -360,6 +414,38 @@ class SlicePlot:
             for scale, mapper in (("linear", linear), ("log", log))
         }
         fig.add_layout(colorbars["linear"], "right")
+        # One glyph for all swatches, a row each, at NaN coordinates: never drawn in the plot,
+        # but not empty (BokehJS draws no legend swatch for a glyph without data). It joins
+        # the page only when a legend is first shown: every message to the browser costs a
+        # pass over the page's models.
+        labels = ("False", "True", "NaN")
+        nan = [float("nan")] * len(labels)
+        swatch = fig.quad(
+            left="left", right="right", top="top", bottom="bottom", fill_color="fill",
+            line_color="#333333",
+            source=ColumnDataSource({
+                "left": nan, "right": nan, "top": nan, "bottom": nan,
+                "fill": [colours[51], colours[204], nan_colour("fire")],
+            }, name="slice-swatches"),
+        )  # fmt: skip
+        swatch.update(nonselection_glyph=None, muted_glyph=None)
+        fig.renderers = [r for r in fig.renderers if r is not swatch]
+        swatches = {
+            label: LegendItem(label=label, renderers=[swatch], index=i)
+            for i, label in enumerate(labels)
+        }
+        legend = Legend(
+            items=[],
+            name="slice-legend",
+            location="top_left",
+            padding=4,
+            margin=0,
+            spacing=2,
+            label_text_font_size="11px",
+            label_text_color="#333333",
+            border_line_color=None,
+            background_fill_color="#ffffff",
+        )
         hover.renderers = [renderer]
         fig.grid.visible = False
         fig.background_fill_color = "#f4f4f4"
@@ -370,10 +456,18 @@ class SlicePlot:
         # Fit the ranges in the browser, where the frame's true size is known at every layout
         # change (the colour bar's tick labels alone move it by tens of pixels).
         fit = CustomJS(args={"fig": fig, "ext": extent}, code=_FIT_JS)
-        fig.js_on_change("inner_width", fit)
-        fig.js_on_change("inner_height", fit)
+        # ... and lay the figure out again when its box changes size because a neighbour did
+        # (BokehJS redraws on window resizes, not when a title above it wraps to more lines:
+        # the canvas kept its old height and ran under the status line below it).
+        follow_box = CustomJS(args={"fig": fig}, code=_FOLLOW_BOX_JS)
+        for attr in ("inner_width", "inner_height"):
+            fig.js_on_change(attr, fit)
+            fig.js_on_change(attr, follow_box)
         extent.js_on_change("data", fit)
-        return cls(fig, source, renderer, image_mapper, linear, log, colorbars, hover, extent)
+        return cls(
+            fig, source, renderer, image_mapper, linear, log, colorbars, hover, legend, swatches,
+            extent,
+        )  # fmt: skip
 
     @property
     def scale(self) -> str:
@@ -397,36 +491,77 @@ class SlicePlot:
         self.drawn = None
         self.prepared = prepared if prepared is not None and prepared[0] is image else None
 
-    @staticmethod
-    def prepare(image: SliceImage, limits: tuple[float, float], scale: str) -> tuple:
+    @property
+    def boolean(self) -> bool:
+        """True when the dataset shown holds true/false values."""
+        return self.kind == "bool"
+
+    def _key(self, limits: tuple[float, float], scale: str) -> tuple:
+        # true/false data: False at 0, True at 1, whatever the colour-limit mode says (and
+        # the kind is part of the key: the data of a float slice read before it was known
+        # are not a true/false picture, even under the same limits)
+        if self.boolean:
+            return (0.0, 1.0), "linear", True
+        return (float(limits[0]), float(limits[1])), scale, False
+
+    def prepare(self, image: SliceImage, limits: tuple[float, float], scale: str) -> tuple:
         """:func:`image_data` for ``image`` under ``limits`` and ``scale``, ahead of
         :meth:`draw` (e.g. in the thread that read the slice)."""
-        key = ((float(limits[0]), float(limits[1])), scale)
-        return image, key, image_data(image, key[0], scale)
+        key = self._key(limits, scale)
+        return image, key, image_data(image, *key[:2], boolean=key[2])
 
     def set_colour(self, cmap: str, reverse: bool, scale: str, limits: tuple[float, float]) -> None:
         """Apply a colour map, scale and limits; sends the image only if it was normalised
         with other limits (or is new): a palette change alone sends no data."""
         colours = palette(cmap, reverse)
-        for m in (self.image_mapper, self.linear, self.log):
+        for m in (self.linear, self.log):
             if tuple(m.palette) != colours:
                 m.palette = colours
-        limits = (float(limits[0]), float(limits[1]))
+        key = self._key(limits, scale)
+        limits, scale = key[:2]
+        shown = bool_colours(cmap, reverse) if self.boolean else colours
+        if tuple(self.image_mapper.palette) != shown:
+            self.image_mapper.palette = list(shown)
+        nan = nan_colour(cmap)
+        if self.image_mapper.nan_color != nan:
+            self.image_mapper.nan_color = nan
         bar = self.log if scale == "log" else self.linear
         if (bar.low, bar.high) != limits:
             bar.update(low=limits[0], high=limits[1])
         self.shown_scale = scale
-        if self.figure.right != [self.colorbars[scale]]:
-            self.figure.right = [self.colorbars[scale]]
-        key = (limits, scale)
+        self._set_side(shown, nan)
         if self.drawn != key:
             self.drawn = key
             ready = self.prepared
             if ready is not None and ready[1] == key:
                 self.source.data = ready[2]
             else:
-                self.source.data = image_data(self.image or _empty(), limits, scale)
+                data = image_data(self.image or _empty(), limits, scale, boolean=self.boolean)
+                self.source.data = data
             self.prepared = None
+
+    def _set_side(self, colours: tuple[str, ...], nan: str) -> None:
+        """The colour bar and the legend beside the plot: only what changed is sent (a new
+        item re-lays the figure out, so it happens when NaN appear or go, not per frame)."""
+        stats = self.image.stats if self.image is not None else None
+        labels = ["False", "True"] if self.boolean else []
+        if stats is not None and stats.n_nan > 0:
+            labels.append("NaN")
+        fills = [colours[0], colours[-1], nan]
+        source = self.swatches["NaN"].renderers[0].data_source
+        if list(source.data["fill"]) != fills:
+            source.patch({"fill": [(slice(0, 3), fills)]})
+        items = [self.swatches[label] for label in labels]
+        swatch = self.swatches["NaN"].renderers[0]
+        if items and swatch not in self.figure.renderers:
+            self.figure.renderers = [*self.figure.renderers, swatch]
+        if list(self.legend.items) != items:
+            self.legend.items = items
+        right = [] if self.boolean else [self.colorbars[self.shown_scale]]
+        if items:
+            right.append(self.legend)
+        if list(self.figure.right) != right:
+            self.figure.right = right
 
     def clear(self) -> None:
         """Show nothing (e.g. while a new dataset opens)."""
@@ -442,6 +577,7 @@ class SlicePlot:
         labels (text), never its value templates.
         """
         row, col = info.axes[display[0]], info.axes[display[1]]
+        self.kind = info.kind
         self.figure.xaxis.axis_label = plain(col.label)
         self.figure.yaxis.axis_label = plain(row.label)
         for bar in self.colorbars.values():
@@ -479,6 +615,9 @@ _HOVER_JS = """
 const d = src.data;
 if (value == null || Number.isNaN(value)) return 'NaN';
 const lo = d.lo[0], hi = d.hi[0];
+// true/false data: 0 and 1, or (downsampled by mean) the share of true cells under the pixel
+const yesno = (v) => v <= 0 ? 'False' : v >= 1 ? 'True' : `${Math.round(v * 100)}% True`;
+const boolean = d.bool != null && d.bool[0];
 let v;
 const dt = d.dt[0];
 if (Number.isFinite(dt)) {  // a 16-bit frame: value is a code (see encode16)
@@ -486,6 +625,7 @@ if (Number.isFinite(dt)) {  // a 16-bit frame: value is a code (see encode16)
   if (value == POS_INF_CODE) return 'inf';
   if (value == 0) return d.log[0] ? '≤ 0' : '-inf';
   const t = d.t0[0] + (value - 1) * dt;
+  if (boolean) return yesno(t);
   if (dt === 1 && !d.log[0]) return String(t);  // one code per integer: exact
   v = d.log[0] ? Math.pow(10, t) : t;
   // no more digits than a code step resolves
@@ -502,6 +642,7 @@ if (d.log[0]) {
   v = Math.pow(10, a + value * (b - a));
 } else {
   v = lo + value * (hi - lo);
+  if (boolean) return yesno(v);
 }
 return String(Number(v.toPrecision(5)));
 """.replace("NAN_CODE", str(NAN_CODE)).replace("POS_INF_CODE", str(POS_INF_CODE))
@@ -530,6 +671,27 @@ return out;
 """.replace("POS_INF_CODE", str(POS_INF_CODE))
 
 
+#: Once the figure is on the page: watch its box and, when the canvas no longer has the box's
+#: size, have BokehJS lay the figure out again (cheap: it runs only when the box changes).
+_FOLLOW_BOX_JS = """
+let view = null;
+for (const root of Bokeh.index) {
+  view = root.owner.find_one(fig);
+  if (view != null) break;
+}
+if (view == null || view._dashapp_follows_box) return;
+view._dashapp_follows_box = true;
+const check = () => {
+  const layout = view.layout;
+  if (layout == null || view.el == null || !view.el.isConnected) return;
+  const box = view.el.getBoundingClientRect();
+  if (box.width < 1 || box.height < 1) return;
+  if (Math.abs(layout.bbox.height - box.height) > 2 || Math.abs(layout.bbox.width - box.width) > 2)
+    view.invalidate_layout();
+};
+new ResizeObserver(() => requestAnimationFrame(check)).observe(view.el);
+"""
+
 _FIT_JS = """
 const d = ext.data;
 const w = fig.inner_width, h = fig.inner_height;
@@ -552,15 +714,63 @@ if (d.fit[0]) {
 
 
 def _empty() -> SliceImage:
+    """No picture: one NaN cell of no size (a drawn NaN cell would show the NaN colour)."""
     from ..data import SliceStats
 
     return SliceImage(
         values=np.full((1, 1), np.nan, dtype=np.float32),
-        x=(0.0, 1.0),
-        y=(0.0, 1.0),
+        x=(0.0, 0.0),
+        y=(0.0, 0.0),
         rows=(0, 1),
         cols=(0, 1),
         step=1,
         downsampled=False,
         stats=SliceStats(),
     )
+
+
+class AspectToggle(pn.viewable.Viewer):
+    """The plot's aspect as two buttons, ``1:1`` (equal aspect) and ``fill``, on a
+    :class:`~dashapp.state.SliceState`'s ``aspect``.
+
+    The buttons show the aspect in use, including the one chosen from the axes' units while
+    the user has chosen none (:func:`wants_equal_aspect`); pressing one makes it the choice.
+    """
+
+    state = param.ClassSelector(class_=object, doc="The SliceState whose aspect is shown.")
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        self._buttons = pn.widgets.RadioButtonGroup(
+            name="Aspect",
+            options=dict(ASPECT_OPTIONS),
+            value="equal",
+            variant="outline",
+            sizing_mode="stretch_width",
+            css_classes=["dashapp-aspect"],
+        )
+        self._buttons.param.watch(self._chosen, "value")
+        self.state.param.watch(self._show, ["aspect", "info", "display"])
+        self._show()
+
+    @property
+    def equal(self) -> bool:
+        """True when the plot is drawn with equal aspect."""
+        st = self.state
+        if st.info is None:
+            return st.aspect != "auto"
+        display = (int(st.display[0]), int(st.display[1]))
+        row, col = st.info.axes[display[0]], st.info.axes[display[1]]
+        return wants_equal_aspect(st.info, display, col.extent(), row.extent(), st.aspect)
+
+    def _show(self, *events: param.parameterized.Event) -> None:
+        shown = "equal" if self.equal else "auto"
+        if self._buttons.value != shown:
+            self._buttons.value = shown
+
+    def _chosen(self, event: param.parameterized.Event) -> None:
+        if event.new != ("equal" if self.equal else "auto"):
+            self.state.aspect = event.new
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        return self._buttons

@@ -217,8 +217,9 @@ class Slicer(pn.viewable.Viewer):
     # ------------------------------------------------------------------ panes and layout
     def _build_panes(self) -> None:
         self._title = pn.pane.HTML(
-            "", sizing_mode="stretch_width", margin=(0, 10), css_classes=["dashapp-title"]
-        )
+            "", sizing_mode="stretch_width", margin=(0, 10), css_classes=["dashapp-title"],
+            stylesheets=[":host { overflow-wrap: anywhere; }"],  # long paths wrap, not overflow
+        )  # fmt: skip
         self._status = StatusText(
             "", sizing_mode="stretch_width", margin=(0, 10), css_classes=["dashapp-status"]
         )

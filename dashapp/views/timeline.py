@@ -19,16 +19,14 @@ import param
 
 from ..data import SliceImage
 from ..provenance import Event, Record
+from .icons import KIND_ICONS, inline
 from .palettes import palette
 from .session import poll
 from .text import escape, for_matplotlib
 
 __all__ = ["TimelinePane", "render_snapshot"]
 
-_KIND_ICONS = {
-    "environment": "🧰", "session": "🔌", "file": "📄", "view": "👁", "cluster": "🖧",
-    "computation": "⚙", "note": "📝", "snapshot": "📷",
-}  # fmt: skip
+_KIND_ICONS = {kind: inline(svg) for kind, svg in KIND_ICONS.items()}  # (no emoji font needed)
 
 
 def render_snapshot(
@@ -203,7 +201,7 @@ class TimelinePane(pn.viewable.Viewer):
             self._list.objects = objects
 
     def _card(self, event: Event) -> pn.viewable.Viewable:
-        icon = _KIND_ICONS.get(event.kind, "•")
+        icon = _KIND_ICONS.get(event.kind, "•")  # (• is in every text font)
         when = event.time.replace("T", " ")[:19]
         body = f"<b>{icon} {escape(event.title)}</b> <small>{escape(when)}</small>"
         if event.kind == "note" and event.data.get("text"):
