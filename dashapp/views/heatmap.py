@@ -12,6 +12,7 @@ from typing import Any
 import param
 from bokeh.events import RangesUpdate
 
+from ..data import SliceImage
 from ..state import SliceState
 from ..state.feed import SliceFeed
 from .plot import (
@@ -49,8 +50,9 @@ class Heatmap:
         state.param.watch(lambda e: self.apply_ranges(reset=True), ["aspect"])
         state.param.watch(self._on_colour, ["cmap", "reverse", "scale"])
 
-    #: What the plot sends for a picture, made ahead in the read's thread.
-    prepare = staticmethod(SlicePlot.prepare)
+    def prepare(self, image: SliceImage, limits: tuple[float, float], scale: str) -> tuple:
+        """What the plot sends for a picture, made ahead in the read's thread."""
+        return self.plot.prepare(image, limits, scale)
 
     def connect(self, feed: SliceFeed) -> None:
         """Draw what ``feed`` publishes."""

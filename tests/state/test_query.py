@@ -204,7 +204,7 @@ def test_keys_of_the_server_are_not_reported_and_many_bad_keys_make_a_short_mess
 NOT_DEFAULT = {
     "axis": 1, "index": 4, "display": (3, 2), "indices": {0: 2}, "cmap": "kbc", "reverse": True,
     "clim": "manual", "vmin": 0.5, "vmax": 2.5, "scale": "log", "agg": "max", "part": "phase",
-    "x_range": (1.0, 4.0), "y_range": (2.0, 5.0), "follow": True,
+    "x_range": (1.0, 4.0), "y_range": (2.0, 5.0), "follow": True, "aspect": "auto",
 }  # fmt: skip
 
 
