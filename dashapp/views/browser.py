@@ -324,10 +324,36 @@ class FileBrowser(pn.viewable.Viewer):
         self._error.object = as_markdown(self.state.error)
         self._error.visible = bool(self.state.error)
 
-    def _on_entry(self, event) -> None:
+    @staticmethod
+    def _clicked(widget: pmui.Tree, event) -> str | None:
+        """The id of the row just clicked, and no row left selected.
+
+        A row of these lists is a button, not a choice that stays: the tree widget reports a
+        click only as a change of its selection, so a row left selected could not be clicked
+        again, and after a new listing (a folder entered, ``..``) the row at the position just
+        clicked stayed selected and ignored its clicks (issue 21). Clearing the selection after
+        each click makes every click on any row, the same row twice included, a change.
+
+        The selection is cleared on the next tick: while Panel applies the browser's change,
+        a change of the same property made by its watchers is not sent back.
+        """
         if not event.new:
-            return
+            return None
         ident = event.new[0]["id"] if isinstance(event.new, list) else event.new["id"]
+
+        def clear() -> None:
+            if widget.value or widget.active:
+                widget.param.update(value=[], active=[])
+
+        doc = pn.state.curdoc
+        if doc is None or doc.session_context is None or not on_session(doc, clear):
+            clear()
+        return ident
+
+    def _on_entry(self, event) -> None:
+        ident = self._clicked(self._entries, event)
+        if ident is None:
+            return
         kind, _, rel = ident.partition(":")
         if kind == "more":
             self._limit = int(rel)
@@ -343,9 +369,9 @@ class FileBrowser(pn.viewable.Viewer):
             self._on_pick(self.state.file, best or "")
 
     def _on_node(self, event) -> None:
-        if not event.new or self.state.tree is None:
+        ident = self._clicked(self._tree, event)
+        if ident is None or self.state.tree is None:
             return
-        ident = event.new[0]["id"] if isinstance(event.new, list) else event.new["id"]
         node = self.state.tree.find(ident)
         if node is None:
             return
