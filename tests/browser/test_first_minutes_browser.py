@@ -146,8 +146,9 @@ def test_status_of_a_live_run_and_a_snapshot_end_when_they_end(serve, page: Page
         },
     )
     page.goto(server.url, timeout=2 * TIMEOUT)
-    wait_for_picture(page)
-    page.locator(".dashapp-run-inversion button").first.click()
+    launch = page.locator(".dashapp-run-inversion button").first
+    expect(launch).to_be_enabled(timeout=TIMEOUT)
+    launch.click()
     run = page.locator(".dashapp-run-status").first
     # Before the first iteration: information under the button, no red box anywhere.
     expect(run).to_contain_text("waiting for its first iteration", timeout=TIMEOUT)
@@ -172,7 +173,7 @@ def test_status_of_a_live_run_and_a_snapshot_end_when_they_end(serve, page: Page
     # A confirmation, not a state: it goes after a few seconds (before, "Inversion
     # running..." stayed for good).
     expect(run).to_be_hidden(timeout=15_000)
-    expect(page.locator(".dashapp-run-inversion button").first).to_be_enabled()
+    expect(launch).to_be_enabled()
 
     page.locator(".dashapp-snapshot button").first.click()
     saved = page.locator(".dashapp-message").first
