@@ -107,6 +107,13 @@ def _base_url(text: str) -> str | None:
     return "/" + text.strip("/") + "/" if text.strip("/") else "/"
 
 
+def _demo_size(text: str) -> str:
+    size = text.strip() or "demo"
+    if size not in ("tiny", "small", "demo"):
+        raise ValueError("not one of tiny, small, demo")
+    return size
+
+
 #: Every ``DASHAPP_*`` variable dashapp reads (the field of :class:`Settings` is the name
 #: without ``DASHAPP_``, in lower case).
 VARIABLES: tuple[Variable, ...] = (
@@ -271,6 +278,13 @@ VARIABLES: tuple[Variable, ...] = (
         "Interval at which freed memory is given back to the system (0: never).",
         float,
     ),
+    Variable(
+        "DASHAPP_DEMO_INVERSION_SIZE",
+        "demo",
+        "tiny, small or demo",
+        "The size of the demo's live inversion started by its Run button (tiny: seconds).",
+        _demo_size,
+    ),
 )
 
 
@@ -297,6 +311,7 @@ class Settings:
     frame_bits: int
     mmap_threshold_kb: int
     malloc_trim_s: float
+    demo_inversion_size: str
 
 
 def _field(var: Variable) -> str:

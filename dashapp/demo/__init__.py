@@ -3,6 +3,6 @@ SimPEG inversion that writes its iterations as it runs (:mod:`dashapp.demo.inver
 
 from __future__ import annotations
 
-from .workspace import default_demo_dir, ensure_demo_workspace, write_model, write_survey
+from .workspace import DEMO_VIEW, default_demo_dir, ensure_demo_workspace, write_model, write_survey
 
-__all__ = ["default_demo_dir", "ensure_demo_workspace", "write_model", "write_survey"]
+__all__ = ["DEMO_VIEW", "default_demo_dir", "ensure_demo_workspace", "write_model", "write_survey"]

@@ -30,6 +30,7 @@ from .. import settings
 
 __all__ = [
     "DEMO_VERSION",
+    "DEMO_VIEW",
     "default_demo_dir",
     "ensure_demo_workspace",
     "tensor_mesh",
@@ -37,6 +38,19 @@ __all__ = [
 ]
 
 DEMO_VERSION = "2"
+
+#: The view the demo's first page opens on (a deep link's query): a y-section through the last
+#: iteration of the recovered model, as in the README's screenshot. A first page that shows
+#: data says what the app is for; an empty plot with idle buttons did not (issue 21).
+DEMO_VIEW: dict[str, str] = {
+    "file": "inversion/model.h5",
+    "dataset": "/model_history",
+    "axis": "2",
+    "index": "43",
+    "d0": "7",
+    "cmap": "rainbow4",
+    "scale": "log",
+}
 
 
 def default_demo_dir() -> Path:

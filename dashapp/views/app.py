@@ -24,7 +24,7 @@ from ..state import VIEW_PARAMS, BrowserState, SliceState, apply_query, to_query
 from .browser import FileBrowser
 from .icons import CAMERA, PLAY
 from .series import ConvergencePlot
-from .session import on_session, release_links
+from .session import on_session, poll, release_links
 from .slicer import Slicer
 from .text import TextAlert, as_markdown, escape, problem_text
 
@@ -39,6 +39,19 @@ _CSS = """
 table.dashapp-attrs { font-size: 12px; border-collapse: collapse; margin-top: 4px; }
 table.dashapp-attrs td { border-top: 1px solid #ddd; padding: 1px 4px; vertical-align: top;
   max-width: 220px; overflow-wrap: anywhere; }
+"""
+
+#: What the slicer's place shows while no file is open (a root of the user's own data).
+_EMPTY_HTML = """
+<div style="max-width: 640px; margin: 40px auto; font-size: 15px; color: #333;">
+<h3 style="margin-top: 0">No dataset open yet</h3>
+<ol style="line-height: 1.6">
+<li>Pick an HDF5 file under <b>Files</b> on the left (click a folder to open it).</li>
+<li>Its largest image-like dataset opens here; pick any other in the file's tree, which
+appears below the files.</li>
+<li>Slide through it along any axis; the address bar is a link to exactly that view.</li>
+</ol>
+</div>
 """
 
 
@@ -70,6 +83,50 @@ def resolve_root(root: str | os.PathLike[str] | None = None) -> Path:
     from ..demo import ensure_demo_workspace
 
     return ensure_demo_workspace()
+
+
+def _session_doc() -> Any:
+    """The Bokeh document of the current server session, or None (a notebook, a script)."""
+    doc = pn.state.curdoc
+    return doc if doc is not None and doc.session_context is not None else None
+
+
+class _Banner:
+    """A message box whose text belongs to one thing and goes when that thing ends.
+
+    :meth:`say` replaces what the box said; ``fade`` (seconds) hides a transient confirmation
+    ("Snapshot saved") after a while, unless something newer was said meanwhile. Each saying
+    gets a number (:attr:`said`): whoever said it can take it back with :meth:`clear` (``said``
+    given) without hiding what someone else said since.
+    """
+
+    def __init__(self, css_class: str) -> None:
+        self.alert = TextAlert(
+            "",
+            alert_type="info",
+            visible=False,
+            sizing_mode="stretch_width",
+            css_classes=[css_class],
+        )
+        self.said = 0
+
+    def say(self, text: str, kind: str, details: Sequence[str] = (), fade: float = 0.0) -> int:
+        """Show ``text`` (and ``details`` as a list) as ``kind`` (info, success, warning,
+        danger); returns the saying's number."""
+        body = as_markdown(text)
+        if details:
+            body += "\n\n" + "\n".join(f"- {as_markdown(d)}" for d in details)
+        self.said += 1
+        self.alert.param.update(object=body, alert_type=kind, visible=True)
+        doc = _session_doc()
+        if fade and doc is not None:
+            on_session(doc, partial(self.clear, self.said), fade)
+        return self.said
+
+    def clear(self, said: int | None = None) -> None:
+        """Hide the box (only if it still shows saying ``said``, when given)."""
+        if said is None or said == self.said:
+            self.alert.visible = False
 
 
 class _Page(pn.template.BootstrapTemplate):
@@ -105,8 +162,14 @@ class SlicerApp(pn.viewable.Viewer):
         **params: Any,
     ) -> None:
         root = str(root)
+        query = dict(query or {})
+        if self._is_demo(root) and "file" not in query:
+            # The demo's first page shows data (the README's screenshot), not an empty plot.
+            from ..demo import DEMO_VIEW
+
+            query = {**DEMO_VIEW, **query}
         slice_state = SliceState(root=root)
-        problems = apply_query(slice_state, query or {})
+        problems = apply_query(slice_state, query)
         browser_state = BrowserState(root=root)
         super().__init__(slice_state=slice_state, browser_state=browser_state, **params)
         if slice_state.file:
@@ -132,13 +195,19 @@ class SlicerApp(pn.viewable.Viewer):
         )
         self._launch.on_click(self._run_inversion)
         self._launch.visible = self._is_demo(root)
-        self._message = TextAlert(
-            "",
-            alert_type="info",
-            visible=False,
-            sizing_mode="stretch_width",
-            css_classes=["dashapp-message"],
+        # The run's status lives under its button, apart from the messages about the view.
+        self._run = _Banner("dashapp-run-status")
+        self._run_path: Path | None = None
+        self._run_opened = False
+        self._run_poll: Any = None
+        self._banner = _Banner("dashapp-message")
+        self._message = self._banner.alert
+        self._empty = pn.pane.HTML(
+            _EMPTY_HTML, sizing_mode="stretch_width", margin=(10, 10), css_classes=["dashapp-empty"]
         )
+        self._view = pn.Column(self.slicer, sizing_mode="stretch_both")
+        self._show_view()
+        slice_state.param.watch(self._show_view, ["file", "dataset"])
         self._hint()
         if problems:  # each value of the link that was left out, and what is shown instead
             self._say("Parts of the link could not be used:", "warning", problems)
@@ -149,8 +218,16 @@ class SlicerApp(pn.viewable.Viewer):
         browser_state.param.watch(self._browser_problem, ["error"])
         self._tabs: pn.Tabs | None = None
         self._setup_provenance(record, read_only)
-        if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
+        if _session_doc() is not None:
             pn.state.on_session_destroyed(lambda ctx: self.close())
+            if slice_state.dataset:  # the address bar names what the link (or the demo) opened
+                pn.state.onload(self._sync_url)  # (once the browser has sent its own address)
+        if self._launch.visible:  # a page opened while the demo inversion runs: its status
+            from ..demo.launcher import running_inversion
+
+            running = running_inversion()
+            if running is not None:
+                self._follow_run(running, open_it=False)
         # (the process-wide services, warm-up included, are started by dashapp.app.services())
 
     # ------------------------------------------------------------------ provenance
@@ -180,6 +257,7 @@ class SlicerApp(pn.viewable.Viewer):
     def close(self) -> None:
         """The session ended: save the last view and let go of the process-wide watchers, or
         every page ever opened stays in the server's memory (~8 MB each, measured)."""
+        self._stop_run_poll()
         self.browser.close()
         self.slicer.close()
         release_links(self.browser, self._launch, self._tabs)
@@ -223,7 +301,7 @@ class SlicerApp(pn.viewable.Viewer):
             clabel=st.info.title,
         )
         ev = self.record.snapshot(png, to_query(st), st.view(), title=f"Snapshot: {title}")
-        self._say("Snapshot saved to the timeline.", "success")
+        self._say("Snapshot saved to the timeline.", "success", fade=self.CONFIRM_SECONDS)
         if getattr(self, "timeline", None) is not None:
             self.record.flush(5)
             self.timeline.refresh()
@@ -246,29 +324,98 @@ class SlicerApp(pn.viewable.Viewer):
 
         return Path(root).resolve() == default_demo_dir().resolve()
 
+    #: Seconds a confirmation ("Snapshot saved", "Inversion finished") stays on screen.
+    CONFIRM_SECONDS = 6.0
+    #: How often (ms) the page looks at the demo inversion's progress while it runs.
+    RUN_POLL_MS = 500
+
     def _run_inversion(self, event: Any = None) -> None:
         """Start the demo inversion (a separate writer process) and follow its file."""
-        from ..data import relative_to_root
         from ..demo.launcher import start_inversion
 
-        self._launch.loading = True
+        # Without waiting for the file: Python and SimPEG take seconds to start, and this
+        # runs on the event loop that every page of the server shares.
+        self._follow_run(start_inversion(self.slice_state.root, wait=False))
+
+    def _follow_run(self, path: Path, open_it: bool = True) -> None:
+        """Show the run writing ``path`` under its button until it ends; open its file in the
+        slicer once its first iteration has landed (``open_it``)."""
+        self._run_path, self._run_opened = Path(path), not open_it
+        self._launch.disabled = True
+        self._show_run()
+        if self._run_poll is None and self._run_path is not None and _session_doc() is not None:
+            self._run_poll = poll(self._show_run, self.RUN_POLL_MS)
+
+    def _stop_run_poll(self) -> None:
+        if self._run_poll is not None:
+            self._run_poll.stop()
+            self._run_poll = None
+
+    def _show_run(self) -> None:
+        """The run's status, from its progress: waiting for the first iteration (info, not an
+        error: the file has no iteration yet because SimPEG is still setting up), running,
+        then finished or failed when the writer process has exited."""
+        from ..data import relative_to_root
+        from ..demo.launcher import inversion_progress
+
+        path = self._run_path
+        if path is None:
+            return
         try:
-            path = start_inversion(self.slice_state.root)
-        finally:
-            self._launch.loading = False
+            progress = bounded(
+                inversion_progress, path, key=path.with_suffix(".log"), what="reading its log"
+            )
+        except DashappError as exc:
+            self._run.say(str(exc), "warning")
+            return
+        if progress is None:  # started by another server process: nothing to follow here
+            self._stop_run_poll()
+            self._run.clear()
+            self._launch.disabled = False
+            return
         rel = relative_to_root(self.slice_state.root, path)
-        self.browser_state.open(rel)
-        self.slice_state.param.update(file=rel, dataset="/model")
-        self.slice_state.follow = True
-        self._say(
-            f"Inversion running: {rel}. The view follows each iteration as it lands "
-            "(switch 'Follow latest' off to stay on one).",
-            "success",
-        )
+        n = progress.iterations
+        if n and not self._run_opened:
+            self._run_opened = True
+            with contextlib.suppress(DashappError):
+                self.browser_state.open(rel)
+            self._banner.clear()
+            self.slice_state.param.update(file=rel, dataset="/model")
+            self.slice_state.follow = True
+        if progress.running:
+            if not n:
+                self._run.say(
+                    f"Inversion started ({rel}): waiting for its first iteration. SimPEG sets "
+                    "up the problem first (about 20 s); the view opens the file when the first "
+                    "iteration lands.",
+                    "info",
+                )
+            else:
+                self._run.say(
+                    f"Inversion running: iteration {n} written to {rel}. The view follows each "
+                    "iteration as it lands (switch 'Follow latest' off to stay on one).",
+                    "info",
+                )
+            return
+        self._stop_run_poll()
+        self._run_path = None
+        self._launch.disabled = False
+        if progress.problem:
+            self._run.say(
+                f"Inversion {progress.problem} (after {n} iteration{'s' * (n != 1)}; its log: "
+                f"{rel.rsplit('.', 1)[0]}.log)",
+                "danger",
+            )
+        else:
+            self._run.say(
+                f"Inversion finished: {n} iteration{'s' * (n != 1)} in {rel}.",
+                "success",
+                fade=self.CONFIRM_SECONDS,
+            )
 
     def pick(self, file: str, dataset: str) -> None:
         """Show ``dataset`` of ``file`` (called by the browser)."""
-        self._message.visible = False
+        self._banner.clear()
         self.slice_state.param.update(file=file, dataset=dataset)
         self._hint()
 
@@ -280,21 +427,24 @@ class SlicerApp(pn.viewable.Viewer):
                 "image. Its structure and attributes are listed on the left.",
                 "info",
             )
-        elif not st.file:
-            self._say("Pick an HDF5 file on the left; then a dataset in its tree.", "info")
 
-    def _say(self, text: str, kind: str, details: Sequence[str] = ()) -> None:
-        """Show ``text`` (and ``details`` as a list) in the message box above the slicer."""
-        body = as_markdown(text)
-        if details:
-            body += "\n\n" + "\n".join(f"- {as_markdown(d)}" for d in details)
-        self._message.param.update(object=body, alert_type=kind, visible=True)
+    def _show_view(self, *events: Any) -> None:
+        """The slicer while a dataset is open; before, a page that says what to do (its
+        buttons did nothing, and its plot was an empty 0..1 square)."""
+        st = self.slice_state
+        self._view.visible = bool(st.dataset)
+        self._empty.visible = not st.file
+
+    def _say(self, text: str, kind: str, details: Sequence[str] = (), fade: float = 0.0) -> int:
+        """Show ``text`` (and ``details`` as a list) in the message box above the slicer;
+        ``fade``: hide it after that many seconds (a confirmation)."""
+        return self._banner.say(text, kind, details, fade)
 
     def _browser_problem(self, event: param.parameterized.Event) -> None:
         if event.new:
             self._say(event.new, "danger")
         else:
-            self._message.visible = False
+            self._banner.clear()
 
     #: Seconds the address bar waits for the view to rest: a drag sends the browser image
     #: frames, not a location change (and its echo back) per step; the address is written
@@ -339,7 +489,7 @@ class SlicerApp(pn.viewable.Viewer):
             loc.search = search
 
     def __panel__(self) -> pn.viewable.Viewable:
-        return pn.Column(self._message, self.slicer, sizing_mode="stretch_both")
+        return pn.Column(self._message, self._empty, self._view, sizing_mode="stretch_both")
 
     def cluster_tab(self) -> pn.viewable.Viewable:
         """The Dask cluster pane and the inversion sweep that runs on it."""
@@ -354,12 +504,38 @@ class SlicerApp(pn.viewable.Viewer):
         return pn.Column(self.cluster, pn.layout.Divider(), self.sweep, sizing_mode="stretch_width")
 
     def _follow_sweep(self, rel: str) -> None:
-        """Show a sweep's stitched model in the slicer, following it as it fills in."""
+        """Show a sweep's stitched model in the slicer, following it as it fills in; the
+        message says so while the sweep runs and ends with it."""
         self.browser_state.open(rel)
         self.slice_state.param.update(file=rel, dataset="/model")
         self.slice_state.param.update(follow=True)
         # The Dask tab stays shown: its progress bar is what the person is watching.
-        self._say(f"Sweep running: {rel} fills in station by station.", "success")
+        said = self._say(f"Sweep running: {rel} fills in station by station.", "info")
+        run, doc = getattr(getattr(self, "sweep", None), "run", None), _session_doc()
+        if run is None or "status" not in run.param:
+            return
+
+        def ended() -> None:
+            if self._banner.said != said:  # something else was said since: leave it
+                return
+            status, message = run.status, getattr(run, "message", "")
+            kind = "success" if status == "finished" else "warning"
+            self._say(f"Sweep {status}: {message or rel}", kind, fade=self.CONFIRM_SECONDS)
+
+        once = threading.Lock()
+
+        def over() -> None:
+            if not once.acquire(blocking=False):  # (the thread and this check can both see it)
+                return
+            run.param.unwatch(watcher)
+            if doc is not None:  # (the sweep reports from its own thread)
+                on_session(doc, ended)
+            else:
+                ended()
+
+        watcher = run.param.watch(lambda e: e.new != "running" and over(), "status")
+        if run.status != "running":  # it ended before the watcher was set
+            over()
 
     def template(self, title: str = "dashapp · HDF5 slicer") -> pn.template.BaseTemplate:
         """The app in a page template: browser in the sidebar, slicer in the main area."""
@@ -391,7 +567,7 @@ class SlicerApp(pn.viewable.Viewer):
         tmpl = _Page(
             busy_indicator=None,
             title=title,
-            sidebar=[self._launch, self.browser],
+            sidebar=[self._launch, self._run.alert, self.browser],
             main=[self._tabs],
             sidebar_width=380,
             header_background="#1f5d8c",

@@ -325,10 +325,38 @@ class FileBrowser(pn.viewable.Viewer):
         self._error.object = as_markdown(self.state.error)
         self._error.visible = bool(self.state.error)
 
-    def _on_entry(self, event) -> None:
+    @staticmethod
+    def _clicked(widget: pmui.Tree, event, act: Callable[[str], None]) -> None:
+        """Clear the selection ``event`` made, then ``act`` on the row clicked (its id).
+
+        A row of these lists is a button, not a choice that stays: the tree widget reports a
+        click only as a change of its selection, so a row left selected could not be clicked
+        again, and after a new listing (a folder entered, ``..``) the row at the position just
+        clicked stayed selected and ignored its clicks (issue 21). Clearing the selection
+        makes every click on any row, the same row twice included, a change.
+
+        Both happen on the next tick, the clearing first: while Panel applies the browser's
+        change, a change of the same property is not sent back; and a new listing must not
+        reach the browser before the clearing does, or a quick click on the row at the
+        position just clicked would still be ignored.
+        """
         if not event.new:
             return
         ident = event.new[0]["id"] if isinstance(event.new, list) else event.new["id"]
+
+        def run() -> None:
+            if widget.value or widget.active:
+                widget.param.update(value=[], active=[])
+            act(ident)
+
+        doc = pn.state.curdoc
+        if doc is None or doc.session_context is None or not on_session(doc, run):
+            run()
+
+    def _on_entry(self, event) -> None:
+        self._clicked(self._entries, event, self._open_entry)
+
+    def _open_entry(self, ident: str) -> None:
         kind, _, rel = ident.partition(":")
         if kind == "more":
             self._limit = int(rel)
@@ -344,9 +372,11 @@ class FileBrowser(pn.viewable.Viewer):
             self._on_pick(self.state.file, best or "")
 
     def _on_node(self, event) -> None:
-        if not event.new or self.state.tree is None:
+        self._clicked(self._tree, event, self._open_node)
+
+    def _open_node(self, ident: str) -> None:
+        if self.state.tree is None:
             return
-        ident = event.new[0]["id"] if isinstance(event.new, list) else event.new["id"]
         node = self.state.tree.find(ident)
         if node is None:
             return

@@ -159,6 +159,8 @@ def test_demo_browse_slice_and_share(serve, page: Page, context):
     server = serve(None)  # no root: the built-in demo workspace
     page.goto(server.url)
     # Browse: the demo's folders, then the inversion file; its largest image dataset opens.
+    # (The demo's first page shows inversion/model.h5: up to its folders first.)
+    page.locator(".dashapp-entries").get_by_text("..", exact=True).click()
     page.get_by_text("inversion", exact=True).click()
     page.get_by_text("model.h5", exact=True).click()
     expect(page.locator(".dashapp-title").first).to_contain_text("/model_history", timeout=TIMEOUT)

@@ -39,7 +39,11 @@ def test_bad_link_values_are_reported(root):
 
 def test_picking_files_without_images_or_not_hdf5(root):
     app = SlicerApp(root)
-    assert "Pick an HDF5 file" in app._message.object
+    # Nothing open: what to do, and no slicer (its empty 0..1 plot and idle buttons).
+    assert app._empty.visible
+    assert "Pick an HDF5 file" in app._empty.object
+    assert not app._view.visible
+    assert not app._message.visible
     app.browser_state.open("runs/scalars.h5")
     app.pick("runs/scalars.h5", _default_dataset(app.browser_state.tree) or "")
     assert "no numeric dataset of 2 or more dimensions" in app._message.object
@@ -122,3 +126,42 @@ def test_a_page_is_freed_when_its_session_ends(root):
     assert report["watch_subscriptions"] == 0, report
     assert report["js_callbacks_after_all"] <= report["js_callbacks_after_first"], report
     assert "Traceback" not in out.stderr, out.stderr[-3000:]
+
+
+def test_a_row_clicked_twice_opens_twice_and_none_stays_selected(root):
+    """Issue 21 item 1: the tree widgets report clicks as selections; a selection left in
+    place made the next click on that row (or on the row at its position in a new listing)
+    no change at all."""
+    app = SlicerApp(root)
+    picked = []
+    app.browser._on_pick = lambda file, dataset: picked.append((file, dataset))
+    entries = app.browser._entries
+    entries.value = [next(i for i in entries.items if i["id"] == "dir:runs")]
+    assert app.browser_state.folder == "runs"
+    assert entries.value == []
+    assert entries.active == []
+    inv = next(i for i in entries.items if i["id"] == "file:runs/inv.h5")
+    entries.value = [inv]
+    entries.value = [inv]  # the same row again
+    assert picked == [("runs/inv.h5", "/model"), ("runs/inv.h5", "/model")]
+    tree = app.browser._tree
+    model = next(i for i in tree.items if i["id"] == "/model")
+    tree.value = [model]
+    tree.value = [model]
+    assert picked[2:] == [("runs/inv.h5", "/model"), ("runs/inv.h5", "/model")]
+    assert tree.value == []
+
+
+def test_the_demo_opens_on_its_view_unless_the_link_names_a_file(tmp_path, monkeypatch):
+    from dashapp.demo import DEMO_VIEW, default_demo_dir, ensure_demo_workspace
+
+    monkeypatch.setenv("DASHAPP_CACHE", str(tmp_path))
+    demo = ensure_demo_workspace(default_demo_dir())
+    app = SlicerApp(demo)
+    st = app.slice_state
+    assert (st.file, st.dataset) == (DEMO_VIEW["file"], DEMO_VIEW["dataset"])
+    assert (st.axis, st.index, st.indices[0], st.cmap, st.scale) == (2, 43, 7, "rainbow4", "log")
+    assert app._view.visible
+    assert not app._empty.visible
+    linked = SlicerApp(demo, {"file": [b"survey/data.h5"]})
+    assert linked.slice_state.file == "survey/data.h5"
