@@ -87,11 +87,9 @@ def test_only_the_shown_tab_is_in_the_page_until_another_is_opened(tmp_path):
     def tables() -> int:
         return sum(isinstance(m, TableColumn) for m in doc.models)
 
-    hidden = len(doc.models)
     assert tables() == 0  # the cluster pane's worker and job tables
     app._tabs.active = 1
-    assert tables() > 0
-    assert len(doc.models) > hidden
+    assert tables() > 0  # (the slicer tab's models left: a count of all models says little)
 
 
 def test_a_page_is_freed_when_its_session_ends(root):
