@@ -53,9 +53,12 @@ NARROW_CONTROLS = 1000
 #: JupyterLab tab through jupyter-server-proxy (the iframe's address is the proxied one). It
 #: goes to the clipboard where the browser allows, and always into a box to select and copy.
 _COPY_LINK_JS = """
-const url = new URL(window.location.href);
-url.searchParams.delete('token');
-const link = url.toString();
+let link = window.location.href;  // as the server wrote it: '/' and ',' left readable
+const url = new URL(link);
+if (url.searchParams.has('token')) {
+  url.searchParams.delete('token');
+  link = url.toString();
+}
 box.value = link;
 box.visible = true;
 const said = (ok) => {
