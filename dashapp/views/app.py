@@ -135,6 +135,7 @@ def _warm_up_once() -> None:
 
 
 _ENV_RECORDED: set[str] = set()
+_FILES_RECORDED: set[tuple[str, str, int, int]] = set()
 
 
 def _record_environment_once(record: Any) -> None:
@@ -310,7 +311,15 @@ class SlicerApp(pn.viewable.Viewer):
         try:
             # Off the event loop, and never for a pipe or device (hashing it would wait forever).
             path = bounded(resolve, st.root, st.file, key=os.path.join(st.root, st.file))
-            bounded(check_regular_file, path, key=os.path.join(st.root, st.file))
+            key = os.path.join(st.root, st.file)
+            bounded(check_regular_file, path, key=key)
+            # each version of a file once per server and workspace: a page reload showing the
+            # same unchanged file added an "Opened" line each time
+            info = bounded(os.stat, path, key=key)
+            version = (str(self.record.workspace), str(path), info.st_size, info.st_mtime_ns)
+            if version in _FILES_RECORDED:
+                return
+            _FILES_RECORDED.add(version)
             self.record.file_opened(path, root=st.root)
         except DashappError:
             return  # the slicer's alert says why the file does not open

@@ -83,9 +83,10 @@ def _cube(folder, name: str):
 def test_each_served_folder_has_its_own_timeline_and_restores_restore(
     serve, browser, page: Page, tmp_path
 ):
-    """Two servers of two folders share one cache folder (as they do for one user); each page
-    load is not a session start; the File filter is wide enough to read; and restoring a view
-    whose link names no colour map shows the default one, not the one picked since."""
+    """Two servers of two folders share one cache folder (as they do for one user). A page
+    load is not a session start (nor a new "Opened" line for the same unchanged file); the
+    File filter is wide enough to read; and restoring a view whose link names no colour map
+    shows the default one, not the one picked since."""
     from dashapp.provenance import Record, default_workspace
 
     patient = {"DASHAPP_FS_TIMEOUT": "60"}  # a busy 2-core machine: cold first reads are slow
@@ -129,6 +130,7 @@ def test_each_served_folder_has_its_own_timeline_and_restores_restore(
     expect(timeline).to_contain_text("Server started: beta")
     expect(timeline).not_to_contain_text("a.h5")  # alpha's views are alpha's timeline's
     expect(page.locator(".dashapp-event-session")).to_have_count(1)  # the server's start
+    expect(page.locator(".dashapp-event-file")).to_have_count(1)  # b.h5, unchanged: once
     width = page.locator(".dashapp-file-filter select").first.bounding_box()["width"]
     assert width > 150, width  # 22 px before: no file name readable
     page.locator(".dashapp-file-filter select").first.select_option("b.h5")
