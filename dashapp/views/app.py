@@ -88,15 +88,23 @@ if (navigator.clipboard && window.isSecureContext) {
 """
 
 #: On opening the page: fold the sidebar and the controls away in a narrow window (a Lab tab).
+#: And whenever the sidebar folds or unfolds, the page lays itself out again: Bokeh sizes the
+#: main area on window resizes only, so an unfolded sidebar pushed the plot off the right edge.
 _NARROW_JS = f"""
 const width = window.innerWidth;
+const relayout = () => window.dispatchEvent(new Event('resize'));
+const panel = document.getElementById('sidebar');
+if (panel) {{
+  panel.addEventListener('shown.bs.collapse', relayout);
+  panel.addEventListener('hidden.bs.collapse', relayout);
+}}
 if (width < {NARROW_SIDEBAR}) {{
   const sidebar = document.getElementById('sidebar');
   if (sidebar && sidebar.classList.contains('show')) {{
     sidebar.classList.remove('show');
     const toggle = document.getElementById('sidebar-toggle');
     if (toggle) {{ toggle.setAttribute('aria-expanded', 'false'); }}
-    window.dispatchEvent(new Event('resize'));
+    relayout();
   }}
 }}
 if (width < {NARROW_CONTROLS}) {{  // the toggle's model: the server hides the controls
