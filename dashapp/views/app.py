@@ -87,7 +87,8 @@ if (navigator.clipboard && window.isSecureContext) {
 }
 """
 
-#: On opening the page: fold the sidebar and the controls away in a narrow window (a Lab tab).
+#: On opening the page: fold the sidebar (when the link opened a file: else the first page needs
+#: it to pick one) and the controls away in a narrow window (a JupyterLab tab).
 #: And whenever the sidebar folds or unfolds, the page lays itself out again: Bokeh sizes the
 #: main area on window resizes only, so an unfolded sidebar pushed the plot off the right edge.
 _NARROW_JS = f"""
@@ -98,7 +99,7 @@ if (panel) {{
   panel.addEventListener('shown.bs.collapse', relayout);
   panel.addEventListener('hidden.bs.collapse', relayout);
 }}
-if (width < {NARROW_SIDEBAR}) {{
+if (width < {NARROW_SIDEBAR} && FOLD_FILES) {{
   const sidebar = document.getElementById('sidebar');
   if (sidebar && sidebar.classList.contains('show')) {{
     sidebar.classList.remove('show');
@@ -523,7 +524,9 @@ class SlicerApp(pn.viewable.Viewer):
         if doc is not None and doc.session_context is not None:
             from bokeh.models import CustomJS
 
-            doc.js_on_event("document_ready", CustomJS(code=_NARROW_JS))
+            fold = "true" if self.slice_state.file else "false"
+            code = f"const FOLD_FILES = {fold};\n" + _NARROW_JS
+            doc.js_on_event("document_ready", CustomJS(code=code))
         return pn.Row(
             self._controls_shown,
             self._copy,

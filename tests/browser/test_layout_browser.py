@@ -77,6 +77,10 @@ def test_a_narrow_window_gives_the_plot_the_width_and_folds_the_rest(serve, brow
         expect(controls(page)).not_to_be_visible(timeout=TIMEOUT)
         page.locator("#sidebar-toggle").click()
         expect(page.get_by_text("model.h5", exact=True)).to_be_visible(timeout=TIMEOUT)
+        # The first page, no file open yet: the file browser stays, to pick one.
+        page.goto(server.url, timeout=120_000)
+        expect(page.get_by_text("inversion", exact=True)).to_be_visible(timeout=120_000)
+        expect(page.locator("#sidebar")).to_be_visible()
 
     with window(browser, 1400) as context:  # a full screen: everything shown, as before
         page = context.new_page()

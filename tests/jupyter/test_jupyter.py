@@ -399,12 +399,13 @@ def test_in_a_lab_tab_the_plot_has_the_width_and_copy_link_opens_the_view(lab, b
         expect(app.locator(".dashapp-plot").first).to_be_visible(timeout=COLD)
         tab = frame.bounding_box()["width"]
         assert tab < 1000, tab  # Lab's own sidebar takes its share of the window
-        # Open a file (the file browser unfolds from the page's top-left button).
-        app.locator("#sidebar-toggle").click()
+        # Open a file (the first page keeps the file browser), then fold the browser away with
+        # the page's top-left button; the controls were folded from the start.
         app.get_by_text("inversion", exact=True).click()
         app.get_by_text("model.h5", exact=True).click()
         expect(app.locator(".dashapp-title").first).to_contain_text("/model_history", timeout=COLD)
-        app.locator("#sidebar-toggle").click()  # and fold it again
+        expect(app.get_by_role("button", name="Show controls")).to_be_visible()
+        app.locator("#sidebar-toggle").click()
         wait_for_picture(app)
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "jupyter-lab-tab.png"))
