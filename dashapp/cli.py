@@ -163,11 +163,13 @@ def _serve(args: argparse.Namespace, rest: list[str]) -> int:
 
 def _capsule(args: argparse.Namespace) -> int:
 
-    from .provenance import Record, export_capsule, open_capsule
+    from .provenance import Record, default_workspace, export_capsule, open_capsule
     from .routes import ROUTE
 
     if args.action == "export":
-        record = Record(args.workspace or None, read_only=True)
+        # without --workspace, the timeline a server of --root kept (one per served folder)
+        workspace = args.workspace or (default_workspace(args.root) if args.root else None)
+        record = Record(workspace, read_only=True)
         if not record.path.exists():
             print(f"dashapp: no provenance record in {record.workspace}", file=sys.stderr)
             return 1
@@ -260,7 +262,10 @@ def _add_provenance_commands(sub: argparse._SubParsersAction) -> None:
     capsule = sub.add_parser("capsule", help="export, open or show a provenance capsule")
     actions = capsule.add_subparsers(dest="action", required=True)
     export = actions.add_parser("export", help="pack a workspace's provenance record")
-    export.add_argument("--workspace", help="workspace folder (default: $DASHAPP_WORKSPACE)")
+    export.add_argument(
+        "--workspace",
+        help="workspace folder (default: $DASHAPP_WORKSPACE, else that of the --root served)",
+    )
     export.add_argument("--pack-inputs", action="store_true", help="pack the small input files")
     export.add_argument("--root", help="folder the deep links' file paths are relative to")
     export.add_argument(

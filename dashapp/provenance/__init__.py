@@ -44,6 +44,8 @@ from .record import (
     default_workspace,
     format_timeline,
     open_record,
+    record_server_start,
+    same_root,
 )
 
 __all__ = [
@@ -70,5 +72,7 @@ __all__ = [
     "lock_text",
     "open_capsule",
     "open_record",
+    "record_server_start",
+    "same_root",
     "to_prov",
 ]

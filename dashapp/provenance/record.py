@@ -1,11 +1,17 @@
 """The provenance record: what happened in a workspace, appended as it happens.
 
-A workspace is a folder (``$DASHAPP_WORKSPACE``, else ``<cache>/workspace``) holding
+A workspace is a folder holding
 
 ``record.jsonl``
     one :class:`Event` per line, JSON, append-only;
 ``attachments/``
     the files events point to: snapshot PNGs, images attached to notes.
+
+Which folder: ``$DASHAPP_WORKSPACE`` when set; else, for a server, one workspace per served
+root (``<cache>/workspaces/<name>-<hash>``, :func:`default_workspace`), so that two servers
+sharing a cache folder keep two timelines; else (scripts, the CLI) ``<cache>/workspace``.
+Events the app records carry the root they were seen under (``data["root"]``), so a timeline
+shared between roots through ``$DASHAPP_WORKSPACE`` can still show each server its own.
 
 :class:`Record` appends from a background thread, so the slider that reports a view never waits
 on the disk: :meth:`Record.add` queues the event and returns it; the writer appends what is
@@ -64,6 +70,8 @@ __all__ = [
     "link_query",
     "open_record",
     "parse_time",
+    "record_server_start",
+    "same_root",
 ]
 
 log = logging.getLogger(__name__)
@@ -199,13 +207,36 @@ def _view_title(prefix: str, query: Mapping[str, str]) -> str:
     return " ".join(parts)
 
 
-def default_workspace() -> Path:
+def default_workspace(root: str | os.PathLike[str] | None = None) -> Path:
     """The workspace used when none is given.
 
-    ``$DASHAPP_WORKSPACE``, else ``workspace`` in dashapp's cache folder (``$DASHAPP_CACHE`` or
-    the user's cache dir, e.g. ``~/.cache/dashapp``).
+    ``$DASHAPP_WORKSPACE`` if set (the user chose it, whatever is served). Else, with ``root``
+    (the folder a server serves), a workspace of that root alone in dashapp's cache folder:
+    ``<cache>/workspaces/<root's name>-<hash of its real path>``, so servers of different
+    roots sharing one cache keep separate timelines. Without ``root``, ``<cache>/workspace``.
+    ``<cache>`` is ``$DASHAPP_CACHE`` or the user's cache dir (e.g. ``~/.cache/dashapp``).
     """
-    return settings.current().workspace or settings.cache_dir() / "workspace"
+    chosen = settings.current().workspace
+    if chosen is not None:
+        return chosen
+    if root is None:
+        return settings.cache_dir() / "workspace"
+    real = os.path.realpath(os.fspath(root))
+    digest = hashlib.sha256(real.encode("utf-8", "surrogateescape")).hexdigest()[:12]
+    name = _safe_name(os.path.basename(real.rstrip(os.sep)) or "root")[:40]
+    return settings.cache_dir() / "workspaces" / f"{name}-{digest}"
+
+
+def same_root(event: Event, root: str | os.PathLike[str]) -> bool:
+    """False only when ``event`` was recorded under another served root than ``root``.
+
+    Events without a root (notes from a script, records of older versions) belong to every
+    root: the timeline shows them.
+    """
+    recorded = event.data.get("root") if isinstance(event.data, dict) else None
+    if not isinstance(recorded, str) or not recorded:
+        return True
+    return os.path.realpath(recorded) == os.path.realpath(os.fspath(root))
 
 
 def _sha256(path: Path) -> str:
@@ -829,6 +860,7 @@ class Record:
         link: str | Mapping[str, Any],
         view: Mapping[str, Any],
         title: str | None = None,
+        root: str | os.PathLike[str] | None = None,
     ) -> Event:
         """Record a snapshot of the current view: the plot as a PNG plus its deep link.
 
@@ -842,6 +874,8 @@ class Record:
             The view settings (:meth:`dashapp.state.SliceState.view`).
         title
             Timeline title; default names the file, dataset and slice.
+        root
+            The folder served, which the link's file is relative to (kept in ``data``).
         """
         blob = bytes(png)
         if not blob.startswith(_PNG):
@@ -855,7 +889,12 @@ class Record:
             title or _view_title("Snapshot:", query),
             file=query.get("file"),
             link=link_text,
-            data={"view": view, "dataset": query.get("dataset"), "bytes": len(blob)},
+            data={
+                "view": view,
+                "dataset": query.get("dataset"),
+                "bytes": len(blob),
+                **_root(root),
+            },
             attachments=[rel],
             blobs=[(rel, blob)],
             event_id=event_id,
@@ -901,10 +940,12 @@ class Record:
         link: str | Mapping[str, Any],
         view: Mapping[str, Any],
         file: str | None = None,
+        root: str | os.PathLike[str] | None = None,
     ) -> Event | None:
         """Record a view the user looked at, unless it is the view recorded last.
 
         Call it for views that stayed on screen; :class:`ViewRecorder` does the waiting.
+        ``root`` is the folder served, which the link's file is relative to (kept in ``data``).
 
         Returns
         -------
@@ -922,7 +963,7 @@ class Record:
             _view_title("Viewed", query),
             file=file if file is not None else query.get("file"),
             link=link_text,
-            data={"view": view, "dataset": query.get("dataset")},
+            data={"view": view, "dataset": query.get("dataset"), **_root(root)},
         )
 
     def cluster(self, action: str, **data: Any) -> Event:
@@ -1039,6 +1080,10 @@ class Record:
         return self._add("session", title, data={"action": action, **data})
 
 
+def _root(root: str | os.PathLike[str] | None) -> dict[str, str]:
+    return {} if root is None else {"root": os.path.realpath(os.fspath(root))}
+
+
 def _line(event: Event) -> str:
     try:
         return event.to_json()
@@ -1054,19 +1099,45 @@ def _time_or_min(event: Event) -> dt.datetime:
         return dt.datetime.min.replace(tzinfo=dt.timezone.utc)
 
 
-def open_record(workspace: str | os.PathLike[str] | None = None) -> Record:
-    """The process-wide :class:`Record` of ``workspace`` (default :func:`default_workspace`).
+def open_record(
+    workspace: str | os.PathLike[str] | None = None, *, root: str | os.PathLike[str] | None = None
+) -> Record:
+    """The process-wide :class:`Record` of ``workspace`` (default :func:`default_workspace` of
+    ``root``: the served root's own workspace unless ``$DASHAPP_WORKSPACE`` names one).
 
     Every app session of a server should write through this one object, so that their views
     are de-duplicated together and one writer thread serves them all.
     """
-    path = Path(workspace) if workspace is not None else default_workspace()
+    path = Path(workspace) if workspace is not None else default_workspace(root)
     key = os.path.realpath(path)
     with _SHARED_LOCK:
         record = _SHARED.get(key)
         if record is None:
             record = _SHARED[key] = Record(path)
         return record
+
+
+_STARTED: set[tuple[str, str]] = set()
+
+
+def record_server_start(record: Record, root: str | os.PathLike[str], **data: Any) -> bool:
+    """Record "Server started" for ``root`` once per server process and workspace.
+
+    A page load is not a session worth a timeline entry (each reload added a "Session
+    start"); the server starting is. Returns True when this call recorded it.
+    """
+    real = os.path.realpath(os.fspath(root))
+    key = (str(record.workspace), real)
+    with _SHARED_LOCK:
+        if key in _STARTED:
+            return False
+        _STARTED.add(key)
+    record.add(
+        "session",
+        f"Server started: {os.path.basename(real.rstrip(os.sep)) or real}",
+        data={"action": "start", "root": real, "pid": os.getpid(), **data},
+    )
+    return True
 
 
 # ----------------------------------------------------------------------------- view debouncing
@@ -1083,11 +1154,16 @@ class ViewRecorder:
         Where views are recorded.
     delay
         Seconds a view must stay to be recorded.
+    root
+        The folder served (each view's link is relative to it; see :func:`same_root`).
     """
 
-    def __init__(self, record: Record, delay: float = 2.0) -> None:
+    def __init__(
+        self, record: Record, delay: float = 2.0, root: str | os.PathLike[str] | None = None
+    ) -> None:
         self.record = record
         self.delay = float(delay)
+        self.root = root
         self._cond = threading.Condition()
         self._pending: tuple[Any, dict[str, Any], str | None] | None = None
         self._last = 0.0
@@ -1143,7 +1219,7 @@ class ViewRecorder:
     def _record(self, pending: tuple[Any, dict[str, Any], str | None]) -> Event | None:
         link, view, file = pending
         try:
-            event = self.record.view(link, view, file)
+            event = self.record.view(link, view, file, root=self.root)
         except Exception:  # recording must never break the viewer
             log.exception("could not record a view")
             return None

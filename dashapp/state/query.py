@@ -323,17 +323,30 @@ def _missing(state: SliceState, file: str, dataset: str) -> bool:
     return False
 
 
-def apply_query(state: SliceState, args: Mapping[str, Any]) -> list[str]:
+#: What a restore puts back when its link does not say (a link without ``cmap`` is the default
+#: colour map, not the one chosen since). Positions (axis, index, plane) come from the dataset.
+#: (From VIEW_PARAMS: every setting but the plane's, which the dataset's default plane resets.)
+RESET_DEFAULTS = tuple(
+    k for k in VIEW_PARAMS if k not in ("axis", "index", "display", "indices", "x_range", "y_range")
+)
+
+
+def apply_query(state: SliceState, args: Mapping[str, Any], reset: bool = False) -> list[str]:
     """Open the file and dataset named in ``args`` and restore the view.
 
     Returns the problems found, one sentence each. Without a dataset, or when the one named is
     not in the file, the file's default dataset opens (as clicking the file does) and the rest
-    of the view is applied to it.
+    of the view is applied to it. With ``reset`` (restoring a recorded view into a page already
+    showing another), every setting the link lacks goes back to its default, as in a new page.
     """
     opened, view, problems = parse_query(args)
     file = opened.get("file")
     if not file:
         return problems
+    if reset:
+        state.param.update({k: state.param[k].default for k in RESET_DEFAULTS if k not in view})
+        if (state.file, state.dataset) == (file, opened.get("dataset") or state.dataset):
+            state.param.trigger("dataset")  # same dataset: back to its default plane and zoom
     dataset = opened.get("dataset")
     if dataset:
         state.param.update(file=file, dataset=dataset)

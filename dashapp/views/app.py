@@ -55,12 +55,89 @@ appears below the files.</li>
 """
 
 
+#: Below this window width (px) the page opens with the file browser folded away, and below
+#: :data:`NARROW_CONTROLS` the slicer's controls too: in a JupyterLab tab of ~800 px the plot
+#: was ~140 px wide between the two fixed columns. Both unfold with a click.
+NARROW_SIDEBAR = 1200
+NARROW_CONTROLS = 1000
+
+#: The "Copy link" button's script: the address bar holds the view (the server writes it), so
+#: the link is that address without any token, whether the page is served standalone or in a
+#: JupyterLab tab through jupyter-server-proxy (the iframe's address is the proxied one). It
+#: goes to the clipboard where the browser allows, and always into a box to select and copy.
+_COPY_LINK_JS = """
+let link = window.location.href;  // as the server wrote it: '/' and ',' left readable
+const url = new URL(link);
+if (url.searchParams.has('token')) {
+  url.searchParams.delete('token');
+  link = url.toString();
+}
+box.value = link;
+box.visible = true;
+const said = (ok) => {
+  note.text = ok ? 'Link copied to the clipboard.'
+                 : 'Copy the link from the box: this browser gave no clipboard access.';
+  note.visible = true;
+};
+const fallback = () => {
+  let ok = false;
+  try {
+    const area = document.createElement('textarea');
+    area.value = link;
+    area.style.position = 'fixed';
+    area.style.opacity = '0';
+    document.body.appendChild(area);
+    area.select();
+    ok = document.execCommand('copy');
+    area.remove();
+  } catch (e) { ok = false; }
+  said(ok);
+};
+if (navigator.clipboard && window.isSecureContext) {
+  navigator.clipboard.writeText(link).then(() => said(true), fallback);
+} else {
+  fallback();
+}
+"""
+
+#: On opening the page: fold the sidebar (when the link opened a file: else the first page needs
+#: it to pick one) and the controls away in a narrow window (a JupyterLab tab).
+#: And whenever the sidebar folds or unfolds, the page lays itself out again: Bokeh sizes the
+#: main area on window resizes only, so an unfolded sidebar pushed the plot off the right edge.
+_NARROW_JS = f"""
+const width = window.innerWidth;
+const relayout = () => window.dispatchEvent(new Event('resize'));
+const panel = document.getElementById('sidebar');
+if (panel) {{
+  panel.addEventListener('shown.bs.collapse', relayout);
+  panel.addEventListener('hidden.bs.collapse', relayout);
+}}
+if (width < {NARROW_SIDEBAR} && FOLD_FILES) {{
+  const sidebar = document.getElementById('sidebar');
+  if (sidebar && sidebar.classList.contains('show')) {{
+    sidebar.classList.remove('show');
+    const toggle = document.getElementById('sidebar-toggle');
+    if (toggle) {{ toggle.setAttribute('aria-expanded', 'false'); }}
+    relayout();
+  }}
+}}
+if (width < {NARROW_CONTROLS}) {{  // the toggle's model: the server hides the controls
+  for (const doc of (window.Bokeh ? window.Bokeh.documents : [])) {{
+    for (const model of doc.all_models) {{
+      if ((model.css_classes || []).includes('dashapp-controls-toggle')) {{ model.active = false; }}
+    }}
+  }}
+}}
+"""
+
+
 def _scrolling(content: Any) -> pn.viewable.Viewable:
     """``content`` in a box that fills its tab and scrolls, whatever the content's height."""
     return pn.Column(content, scroll=True, sizing_mode="stretch_both", min_height=0)
 
 
 _ENV_RECORDED: set[str] = set()
+_FILES_RECORDED: set[tuple[str, str, int, int]] = set()
 
 
 def _record_environment_once(record: Any) -> None:
@@ -233,11 +310,13 @@ class SlicerApp(pn.viewable.Viewer):
     # ------------------------------------------------------------------ provenance
     def _setup_provenance(self, record: Any, read_only: bool) -> None:
         """Record what happens in this session (files, views, cluster actions, computations)."""
-        from ..provenance import ViewRecorder, open_record
+        from ..provenance import ViewRecorder, open_record, record_server_start
 
+        root = self.slice_state.root
         self.read_only = read_only
-        self.record = record if record is not None else open_record()
-        self._views = None if read_only else ViewRecorder(self.record, delay=2.0)
+        # the served root's own timeline (unless $DASHAPP_WORKSPACE names one for all)
+        self.record = record if record is not None else open_record(root=root)
+        self._views = None if read_only else ViewRecorder(self.record, delay=2.0, root=root)
         self._snapshot = pn.widgets.Button(
             label="Snapshot of this view", icon=CAMERA, sizing_mode="stretch_width",
             css_classes=["dashapp-snapshot"],
@@ -249,7 +328,8 @@ class SlicerApp(pn.viewable.Viewer):
         if read_only:
             return
         _record_environment_once(self.record)
-        self.record.session("start", root=self.slice_state.root)
+        # once per server start, not per page load (each reload added a "Session start")
+        record_server_start(self.record, root)
         self.slice_state.param.watch(self._record_file, ["file"])
         if self.slice_state.file:
             self._record_file()
@@ -271,7 +351,15 @@ class SlicerApp(pn.viewable.Viewer):
         try:
             # Off the event loop, and never for a pipe or device (hashing it would wait forever).
             path = bounded(resolve, st.root, st.file, key=os.path.join(st.root, st.file))
-            bounded(check_regular_file, path, key=os.path.join(st.root, st.file))
+            key = os.path.join(st.root, st.file)
+            bounded(check_regular_file, path, key=key)
+            # each version of a file once per server and workspace: a page reload showing the
+            # same unchanged file added an "Opened" line each time
+            info = bounded(os.stat, path, key=key)
+            version = (str(self.record.workspace), str(path), info.st_size, info.st_mtime_ns)
+            if version in _FILES_RECORDED:
+                return
+            _FILES_RECORDED.add(version)
             self.record.file_opened(path, root=st.root)
         except DashappError:
             return  # the slicer's alert says why the file does not open
@@ -300,7 +388,9 @@ class SlicerApp(pn.viewable.Viewer):
             ylabel=row.label,
             clabel=st.info.title,
         )
-        ev = self.record.snapshot(png, to_query(st), st.view(), title=f"Snapshot: {title}")
+        ev = self.record.snapshot(
+            png, to_query(st), st.view(), title=f"Snapshot: {title}", root=st.root
+        )
         self._say("Snapshot saved to the timeline.", "success", fade=self.CONFIRM_SECONDS)
         if getattr(self, "timeline", None) is not None:
             self.record.flush(5)
@@ -308,8 +398,9 @@ class SlicerApp(pn.viewable.Viewer):
         return ev
 
     def restore(self, query: Mapping[str, Any]) -> None:
-        """Show a view from the timeline (a deep link's query)."""
-        problems = apply_query(self.slice_state, query)
+        """Show a view from the timeline (a deep link's query): what the link does not say
+        goes back to its default (a link without ``cmap``: the default colour map)."""
+        problems = apply_query(self.slice_state, query, reset=True)
         if self.slice_state.file:
             with contextlib.suppress(Exception):
                 self.browser_state.open(self.slice_state.file)
@@ -537,12 +628,61 @@ class SlicerApp(pn.viewable.Viewer):
         if run.status != "running":  # it ended before the watcher was set
             over()
 
+    def _toolbar(self) -> pn.viewable.Viewable:
+        """Above the slicer: fold the controls away, and copy the link of the view."""
+        # (the file browser folds with the template's button at the top left)
+        self._controls_shown = pn.widgets.Toggle(
+            name="Hide controls", value=True, width=130, css_classes=["dashapp-controls-toggle"]
+        )
+        self._controls_shown.param.watch(self._show_controls, "value")
+        self._copy = pn.widgets.Button(
+            name="Copy link", width=110, css_classes=["dashapp-copy-link"],
+            description="Copy a link that opens this view (file, dataset, slice, colours): "
+            "in another tab, for a colleague, or outside JupyterLab.",
+        )  # fmt: skip
+        self._link = pn.widgets.TextInput(
+            value="", visible=False, sizing_mode="stretch_width", css_classes=["dashapp-link"]
+        )
+        self._link_note = pn.pane.HTML(
+            "", visible=False, margin=(12, 5, 0, 5), css_classes=["dashapp-link-note"]
+        )
+        link = {"box": self._link, "note": self._link_note}
+        self._copy.js_on_click(args=link, code=_COPY_LINK_JS)
+        doc = pn.state.curdoc
+        if doc is not None and doc.session_context is not None:
+            from bokeh.models import CustomJS
+
+            fold = "true" if self.slice_state.file else "false"
+            code = f"const FOLD_FILES = {fold};\n" + _NARROW_JS
+            doc.js_on_event("document_ready", CustomJS(code=code))
+        return pn.Row(
+            self._controls_shown,
+            self._copy,
+            self._link_note,
+            self._link,
+            sizing_mode="stretch_width",
+            margin=0,
+            css_classes=["dashapp-toolbar"],
+        )
+
+    def _show_controls(self, event: param.parameterized.Event) -> None:
+        self._controls_shown.name = "Hide controls" if event.new else "Show controls"
+        for controls in self.slicer.__panel__().select(
+            lambda obj: "dashapp-controls" in (getattr(obj, "css_classes", None) or [])
+        ):
+            controls.visible = bool(event.new)
+
     def template(self, title: str = "dashapp · HDF5 slicer") -> pn.template.BaseTemplate:
         """The app in a page template: browser in the sidebar, slicer in the main area."""
         pn.extension("tabulator", raw_css=[_CSS])
         from .timeline import TimelinePane
 
-        self.timeline = TimelinePane(self.record, on_restore=self.restore, read_only=self.read_only)
+        self.timeline = TimelinePane(
+            self.record,
+            on_restore=self.restore,
+            read_only=self.read_only,
+            root=None if self.read_only else self.slice_state.root,
+        )
         # The tabs share one box, as tall as the tallest tab's content: the cluster form and
         # a long timeline scroll inside their tab instead of stretching the slice plot (the
         # plot was once 5,600 px tall behind a long timeline). Dynamic: a hidden tab's models
@@ -551,7 +691,7 @@ class SlicerApp(pn.viewable.Viewer):
         # cost every slider step (666 models with them; nine dragging sessions got ~17 % more
         # pictures per second without them, docs/performance.md).
         self._tabs = pn.Tabs(
-            ("Slicer", self.__panel__()),
+            ("Slicer", pn.Column(self._toolbar(), self.__panel__(), sizing_mode="stretch_both")),
             ("Dask cluster", _scrolling(self.cluster_tab())),
             ("Timeline", _scrolling(self.timeline)),
             dynamic=True,

@@ -18,7 +18,7 @@ import panel as pn
 import param
 
 from ..data import SliceImage
-from ..provenance import Event, Record
+from ..provenance import Event, Record, same_root
 from .icons import KIND_ICONS, inline
 from .palettes import palette
 from .session import poll
@@ -73,7 +73,12 @@ def render_snapshot(
 
 
 class TimelinePane(pn.viewable.Viewer):
-    """Events of a :class:`~dashapp.provenance.Record`, filters, a note box, restore buttons."""
+    """Events of a :class:`~dashapp.provenance.Record`, filters, a note box, restore buttons.
+
+    With ``root`` (the folder the server serves), events recorded under another root are left
+    out: a workspace shared through ``$DASHAPP_WORKSPACE`` holds other servers' views, whose
+    links name files this server does not have.
+    """
 
     kinds = param.ListSelector(
         default=[], objects=list(_KIND_ICONS), doc="Show only these kinds of event (none: all)."
@@ -87,20 +92,24 @@ class TimelinePane(pn.viewable.Viewer):
         on_restore: Callable[[dict[str, str]], None] | None = None,
         read_only: bool = False,
         limit: int = 150,
+        root: str | None = None,
         **params: Any,
     ) -> None:
         super().__init__(**params)
         self.record = record
+        self.root = root
         self.on_restore = on_restore
         self.limit = limit
         self._kinds = pn.widgets.CheckButtonGroup.from_param(
             self.param.kinds, label="Kinds", variant="outline"
         )
+        # fixed widths in a wrapping box: stretched in a row beside the kind buttons, the
+        # file list got what was left (22 px, no name readable)
         self._file = pn.widgets.Select(
-            label="File", options={"all files": ""}, sizing_mode="stretch_width"
+            label="File", options={"all files": ""}, width=300, css_classes=["dashapp-file-filter"]
         )
         self._text = pn.widgets.TextInput.from_param(
-            self.param.text, label="Search", placeholder="search notes and titles"
+            self.param.text, label="Search", placeholder="search notes and titles", width=260
         )
         self._note = pn.widgets.TextAreaInput(
             placeholder="Write a note about what you see…",
@@ -129,7 +138,9 @@ class TimelinePane(pn.viewable.Viewer):
         self._layout = pn.Column(
             "### Timeline",
             note_box,
-            pn.Row(self._kinds, self._file, self._text, sizing_mode="stretch_width"),
+            pn.FlexBox(
+                self._kinds, self._file, self._text, align_items="end", sizing_mode="stretch_width"
+            ),
             self._count,
             self._list,
             sizing_mode="stretch_width",
@@ -184,6 +195,10 @@ class TimelinePane(pn.viewable.Viewer):
         except OSError:
             self._seen = 0
         all_events = self.record.events()
+        others = 0
+        if self.root is not None:
+            mine = [e for e in all_events if same_root(e, self.root)]
+            others, all_events = len(all_events) - len(mine), mine
         files = sorted({e.file for e in all_events if e.file})
         self._file.options = {"all files": "", **{f: f for f in files}}
         shown = [
@@ -192,7 +207,9 @@ class TimelinePane(pn.viewable.Viewer):
             and (not self.file or e.file == self.file)
             and (not self.text or self.text.lower() in _searchable(e))
         ]  # fmt: skip
-        self._count.object = f"{len(shown)} of {len(all_events)} events"
+        self._count.object = f"{len(shown)} of {len(all_events)} events" + (
+            f" ({others} of other folders served with this workspace not shown)" if others else ""
+        )
         wanted = list(reversed(shown[-self.limit :]))
         cards = {e.id: self._cards.get(e.id) or self._card(e) for e in wanted}
         self._cards = cards

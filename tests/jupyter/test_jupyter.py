@@ -12,6 +12,7 @@ import contextlib
 import http.server
 import json
 import os
+import re
 import secrets
 import stat
 import subprocess
@@ -393,3 +394,56 @@ def test_launcher_tile_opens_the_app_in_a_lab_tab(lab, page: Page):
         expect(app.locator(".dashapp-title").first).to_contain_text("/model_history", timeout=COLD)
         wait_for_picture(app)
         expect(status(app)).to_contain_text("index", timeout=TIMEOUT)
+
+
+def test_in_a_lab_tab_the_plot_has_the_width_and_copy_link_opens_the_view(lab, browser):
+    """The tile's app in a JupyterLab tab beside Lab's file browser (a ~1200 px window): the
+    plot gets most of the tab, not ~140 px between fixed columns; and "Copy link" gives the
+    proxied address of the view, which opens the same view in a new page."""
+    context = browser.new_context(viewport={"width": 1200, "height": 900})
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=lab.origin)
+    page = context.new_page()
+    with screenshot_on_failure(page, "lab-width"):
+        page.goto(f"{lab.url}lab?reset&token={lab.token}")
+        tile = page.locator(".jp-LauncherCard", has_text="HDF5 Slicer")
+        expect(tile).to_be_visible(timeout=COLD)
+        tile.click()
+        frame = page.locator(f"iframe[src*='{BASE_URL}dashapp/']")
+        expect(frame).to_be_visible(timeout=TIMEOUT)
+        app = page.frame_locator(f"iframe[src*='{BASE_URL}dashapp/']")
+        expect(app.locator(".dashapp-plot").first).to_be_visible(timeout=COLD)
+        tab = frame.bounding_box()["width"]
+        assert tab < 1000, tab  # Lab's own sidebar takes its share of the window
+        # Open a file (the first page keeps the file browser), then fold the browser away with
+        # the page's top-left button; the controls were folded from the start.
+        app.get_by_text("inversion", exact=True).click()
+        app.get_by_text("model.h5", exact=True).click()
+        expect(app.locator(".dashapp-title").first).to_contain_text("/model_history", timeout=COLD)
+        expect(app.get_by_role("button", name="Show controls")).to_be_visible()
+        app.locator("#sidebar-toggle").click()
+        wait_for_picture(app)
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "jupyter-lab-tab.png"))
+        width = app.locator(".dashapp-plot").first.bounding_box()["width"]
+        assert width > 0.75 * tab, (width, tab)
+
+        app.get_by_role("button", name="Copy link").click()
+        box = app.locator(".dashapp-link input").first
+        expect(box).to_be_visible(timeout=TIMEOUT)
+        expect(box).to_have_value(re.compile("file=inversion/model.h5"), timeout=TIMEOUT)
+        link = box.input_value()
+        assert link.startswith(f"{lab.url}dashapp/?file=inversion/model.h5&dataset=/model_history")
+        copied = page.evaluate("navigator.clipboard.readText()")
+        assert copied == link
+
+        other = context.new_page()  # the link outside Lab: the app alone, through the proxy
+        other.goto(link)
+        expect(other.locator(".dashapp-title").first).to_contain_text(
+            "/model_history", timeout=COLD
+        )
+        wait_for_picture(other)
+        q = wait_query(other, file="inversion/model.h5", dataset="/model_history")
+        given = {k: v[0] for k, v in parse_qs(urlparse(link).query).items()}
+        for key in ("axis", "index", "d0", "cmap"):
+            assert q[key] == given[key], key
+    context.close()

@@ -125,3 +125,19 @@ def test_serve_still_builds_its_command(monkeypatch, tmp_path):
     assert cmd[-3:] == ["--args", "--root", str(tmp_path)]
     cli.main(["serve", "--capsule", "run.capsule.zip"])
     assert seen["cmd"][-3:] == ["--args", "--capsule", "run.capsule.zip"]
+
+
+def test_capsule_export_of_a_root_finds_that_roots_timeline(tmp_path, monkeypatch):
+    """A server keeps one workspace per served folder; ``--root`` finds it without --workspace."""
+    from dashapp.cli import main
+    from dashapp.provenance import Record, default_workspace
+
+    monkeypatch.delenv("DASHAPP_WORKSPACE", raising=False)
+    root = tmp_path / "ore"
+    root.mkdir()
+    record = Record(default_workspace(root))
+    record.note("the ore body's timeline")
+    record.close()
+    out = tmp_path / "ore.capsule.zip"
+    assert main(["capsule", "export", "--root", str(root), str(out)]) == 0
+    assert b"the ore body's timeline" in zipfile.ZipFile(out).read("record.jsonl")

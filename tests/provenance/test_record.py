@@ -528,3 +528,45 @@ def test_provenance_imports_no_ui_library():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO
     )
     assert out.stdout.strip() == "", f"dashapp.provenance imported {out.stdout.strip()}"
+
+
+def test_each_served_root_has_its_own_workspace_unless_one_is_named(monkeypatch, tmp_path):
+    monkeypatch.delenv("DASHAPP_WORKSPACE", raising=False)
+    monkeypatch.setenv("DASHAPP_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "survey").mkdir()
+    (tmp_path / "other" / "survey").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(tmp_path / "survey")
+    mine = default_workspace(tmp_path / "survey")
+    assert mine.parent == tmp_path / "cache" / "workspaces"
+    assert mine.name.startswith("survey-")
+    assert default_workspace(tmp_path / "link") == mine  # the same folder, however named
+    assert default_workspace(tmp_path / "other" / "survey") != mine  # same name, other folder
+    assert open_record(root=tmp_path / "survey").workspace == mine
+    monkeypatch.setenv("DASHAPP_WORKSPACE", str(tmp_path / "project"))
+    assert default_workspace(tmp_path / "survey") == tmp_path / "project"  # the user's choice
+
+
+def test_the_server_start_is_recorded_once_and_views_carry_their_root(tmp_path):
+    from dashapp.provenance import record_server_start, same_root
+
+    record = Record(tmp_path / "ws")
+    root, other = tmp_path / "a", tmp_path / "b"
+    root.mkdir()
+    other.mkdir()
+    assert record_server_start(record, root)
+    assert not any(record_server_start(record, root) for _ in range(5))  # page loads
+    assert record_server_start(record, other)  # another server sharing the workspace
+    view = record.view("file=x.h5&dataset=/d", {}, root=root)
+    shot = record.snapshot(tiny_png(), "file=x.h5&dataset=/d", {}, root=other)
+    note = record.note("no root: a note from a script")
+    record.flush(10)
+    starts = record.events(kinds="session")
+    assert [e.title for e in starts] == ["Server started: a", "Server started: b"]
+    assert view.data["root"] == str(root.resolve())
+    assert same_root(view, root)
+    assert not same_root(view, other)
+    assert same_root(shot, other)
+    assert not same_root(shot, root)
+    assert same_root(note, root)
+    assert same_root(note, other)
+    record.close()

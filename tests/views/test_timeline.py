@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 
+import panel as pn
 import pytest
 from PIL import Image
 
@@ -136,3 +137,30 @@ def test_turning_follow_on_alone_updates_the_link(app, monkeypatch):
     app.record.flush(10)
     view = app.record.events(kinds=["view"])[-1]
     assert view.query.get("follow") == "true"
+
+
+def test_a_restore_puts_back_the_defaults_of_what_its_link_lacks(app):
+    """A link without a colour map (recorded by an older dashapp, or typed) restores the
+    default colour map and limits, and the dataset's default plane: not today's choices."""
+    st = app.slice_state
+    st.param.update(axis=2, index=7, cmap="kbc", reverse=True, clim="global", follow=True)
+    app.restore({"file": "vol.h5", "dataset": "/model", "index": "3"})
+    assert (st.cmap, st.reverse, st.clim, st.follow) == ("fire", False, "robust", False)
+    assert (st.axis, st.index) == (0, 3)  # the default normal axis, the link's index
+    app.restore({"file": "vol.h5", "dataset": "/model", "axis": "1", "cmap": "bgy_r"})
+    assert (st.axis, st.cmap, st.reverse) == (1, "bgy", True)
+
+
+def test_the_timeline_shows_only_the_served_roots_events(app, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    app.record.view("file=vol.h5&dataset=/model&axis=1", {}, root=app.slice_state.root)
+    app.record.view("file=theirs.h5&dataset=/d", {}, root=elsewhere)  # another server's
+    app.record.note("a note from a script")
+    app.record.flush(10)
+    app.timeline.refresh()
+    text = " ".join(str(getattr(c, "object", "")) for c in app.timeline._list.select(pn.pane.HTML))
+    assert "vol.h5" in text
+    assert "a note from a script" in text
+    assert "theirs.h5" not in text
+    assert "1 of other folders" in app.timeline._count.object
