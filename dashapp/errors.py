@@ -20,6 +20,7 @@ __all__ = [
     "FileBusy",
     "FilesystemTimeout",
     "InvalidPlan",
+    "NoDataYet",
     "NotFound",
     "NotHDF5",
     "NotRegularFile",
@@ -58,6 +59,10 @@ class FileBusy(DashappError, OSError):
 
 class Unsupported(DashappError, TypeError):
     """An object exists but cannot be shown as an image (strings, compound, 1-D, missing filter)."""
+
+
+class NoDataYet(Unsupported):
+    """A dataset its writer is growing has no slice yet: a wait, not a fault (said as such)."""
 
 
 class BrokenLink(NotFound):

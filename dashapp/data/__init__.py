@@ -8,7 +8,16 @@ from __future__ import annotations
 
 from .chunks import reading_for, release_reads
 from .dataset import Axis, DatasetInfo, check_viewable, describe, is_uniform
-from .errors import BrokenLink, DashappError, FileBusy, NotFound, NotHDF5, OutsideRoot, Unsupported
+from .errors import (
+    BrokenLink,
+    DashappError,
+    FileBusy,
+    NoDataYet,
+    NotFound,
+    NotHDF5,
+    OutsideRoot,
+    Unsupported,
+)
 from .files import HANDLES, HandleCache, open_file
 from .paths import (
     HDF5_EXTENSIONS,
@@ -55,6 +64,7 @@ __all__ = [
     "Entry",
     "FileBusy",
     "HandleCache",
+    "NoDataYet",
     "Node",
     "NotFound",
     "NotHDF5",

@@ -21,7 +21,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from .errors import DashappError, OutsideRoot, Unsupported
+from .errors import DashappError, NoDataYet, OutsideRoot, Unsupported
 from .files import refresh_once
 from .resolve import (
     check_external_storage,
@@ -397,7 +397,7 @@ def check_viewable(info: DatasetInfo) -> None:
         shape = " × ".join(str(n) for n in info.shape)
         empty = [d for d, n in enumerate(info.shape) if n == 0]
         if all(d in info.growable for d in empty):
-            raise Unsupported(
+            raise NoDataYet(
                 f"{where} has no data yet (shape {shape}): it grows as its writer appends; "
                 "the view updates when the first slice lands."
             )

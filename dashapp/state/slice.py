@@ -22,6 +22,7 @@ from ..data import (
     COMPLEX_PARTS,
     DashappError,
     DatasetInfo,
+    NoDataYet,
     SliceRequest,
     SliceStats,
     ValueRange,
@@ -129,6 +130,11 @@ class SliceState(param.Parameterized):
         class_=DatasetInfo, allow_None=True, doc="Metadata of the dataset shown (set on loading)."
     )
     error = param.String(default="", doc="Why the dataset cannot be shown; empty when it can.")
+    waiting = param.Boolean(
+        default=False,
+        doc="True when :attr:`error` is a wait, not a fault: the dataset's writer has not "
+        "written its first slice yet (shown as information, not as an error).",
+    )
 
     axis = param.Integer(
         default=0, bounds=(0, None), doc="Normal axis: the dim perpendicular to the screen."
@@ -288,13 +294,13 @@ class SliceState(param.Parameterized):
     @param.depends("root", "file", "dataset", watch=True)
     def _load(self) -> None:
         """Load the dataset's metadata and reset the view to its defaults."""
-        info, error = None, ""
+        info, error, waiting = None, "", False
         if self.file and self.dataset:
             try:
                 info = self._describe()[1]
                 check_viewable(info)
             except DashappError as exc:
-                info, error = None, str(exc)
+                info, error, waiting = None, str(exc), isinstance(exc, NoDataYet)
             except OSError as exc:  # pragma: no cover - filesystem trouble not mapped above
                 info, error = None, f"{self.file}: {exc}"
         elif self.file:
@@ -302,6 +308,7 @@ class SliceState(param.Parameterized):
         with param.parameterized.discard_events(self):
             self.info = info
             self.error = error
+            self.waiting = waiting
             self._set_defaults()
         self.param.trigger(
             "info", "error", "axis", "index", "display", "indices", "x_range", "y_range"
@@ -450,6 +457,7 @@ class SliceState(param.Parameterized):
         with param.parameterized.discard_events(self):
             self.info = info
             self.error = ""
+            self.waiting = False
         self.param.trigger("info")
         if old is None or info.ndim != old.ndim:
             # First data of a run that had none (or a different layout): a fresh plane, but

@@ -303,6 +303,8 @@ class Slicer(pn.viewable.Viewer):
     def _show_alert(self) -> None:
         """The dataset's problem, else the last read's (the last good picture stays)."""
         st, feed = self.state, self.feed
+        # a dataset whose writer has not written its first slice is a wait, not a fault
+        self._alert.alert_type = "info" if st.error and st.waiting else "danger"
         if st.error:
             self._alert.object = as_markdown(st.error)
         elif feed.error:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import h5py
 import numpy as np
 import panel as pn
@@ -329,3 +332,38 @@ def test_without_close_panels_registry_keeps_an_editable_slider_alive():
     del column
     gc.collect()
     assert freed() is None
+
+
+def test_a_run_without_its_first_iteration_is_a_wait_not_an_error(tmp_path):
+    """Issue 21 item 5: a live file whose writer has not written its first iteration says so
+    as information (blue), not in a red error box; the first iteration then draws."""
+    path = tmp_path / "run.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("model", shape=(0, 6, 8), maxshape=(None, 6, 8), dtype="f4")
+    slicer = Slicer(path, dataset="/model")
+    assert slicer.state.waiting
+    assert "no data yet" in slicer.state.error
+    assert slicer._alert.visible
+    assert slicer._alert.alert_type == "info"
+    # the writer is another process (this one holds the file open for reading, as a server does)
+    subprocess.run(
+        [sys.executable, "-c", "import h5py, numpy as np, sys\n"
+         "with h5py.File(sys.argv[1], 'a', locking=False) as f:\n"
+         "    f['model'].resize((1, 6, 8)); f['model'][0] = np.arange(48).reshape(6, 8)",
+         str(path)],
+        check=True,
+    )  # fmt: skip
+    slicer.reload()
+    slicer.wait()
+    assert not slicer.state.waiting
+    assert not slicer.state.error
+    assert not slicer._alert.visible
+    assert slicer.image is not None
+
+    broken = tmp_path / "empty.h5"  # a zero-length dimension that cannot grow: a fault
+    with h5py.File(broken, "w") as f:
+        f.create_dataset("model", shape=(0, 6, 8), dtype="f4")
+    other = Slicer(broken, dataset="/model")
+    assert not other.state.waiting
+    assert other._alert.visible
+    assert other._alert.alert_type == "danger"
