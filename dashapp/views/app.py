@@ -483,8 +483,11 @@ class SlicerApp(pn.viewable.Viewer):
                 )
             else:
                 self._run.say(
-                    f"Inversion running: iteration {n} written to {rel}. The view follows each "
-                    "iteration as it lands (switch 'Follow latest' off to stay on one).",
+                    # a count, not a position: the slider's iteration index is n - 1 (one
+                    # numbering: positions are the slider's index everywhere)
+                    f"Inversion running: {n} iteration{'s' * (n != 1)} written to {rel} "
+                    f"(the latest is index {n - 1}). The view follows each iteration as it "
+                    "lands (switch 'Follow latest' off to stay on one).",
                     "info",
                 )
             return

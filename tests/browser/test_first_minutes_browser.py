@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -155,15 +156,22 @@ def test_status_of_a_live_run_and_a_snapshot_end_when_they_end(serve, page: Page
     expect(page.locator(".dashapp-run-status.alert-info").first).to_be_visible()
     seen_error = False
     finished = ""
+    counts = []  # (iterations written, index of the latest) as the running status says them
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         errors = page.locator(".dashapp-error")
         seen_error |= errors.count() > 0 and errors.first.is_visible()
         said = page.locator(".dashapp-run-status p")  # (the alert's text is in its shadow DOM)
-        if said.count() and "Inversion finished" in (text := said.first.inner_text()):
+        text = said.first.inner_text() if said.count() else ""
+        if m := re.search(r"(\d+) iterations? written .*latest is index (\d+)", text):
+            counts.append((int(m[1]), int(m[2])))
+        if "Inversion finished" in text:
             finished = text
             break
         time.sleep(0.2)
+    # one numbering: a count of iterations, and the slider's index of the latest (item 6)
+    assert counts, "the running status was never seen"
+    assert all(index == n - 1 for n, index in counts), counts
     assert not seen_error, page.locator(".dashapp-error").first.inner_text()
     assert "Inversion finished: 8 iterations" in finished, finished
     q = query(page)
