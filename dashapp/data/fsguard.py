@@ -68,12 +68,50 @@ def _hung_at(key: str) -> bool:
         key = parent
 
 
+#: A call still using CPU at its deadline is working, not waiting on a filesystem (decoding,
+#: aggregating, numba compiling its kernels on a loaded machine): it gets more time, up to this
+#: many deadlines in all, before it is called hung.
+MAX_BUSY_DEADLINES = 12
+#: CPU seconds a call must have used over a deadline's span to count as working (per second).
+_BUSY_SHARE = 0.05
+
+
+def _thread_cpu(tid: int | None) -> float | None:
+    """CPU seconds thread ``tid`` of this process has used (Linux), or None."""
+    if tid is None:
+        return None
+    try:
+        with open(f"/proc/self/task/{tid}/stat", "rb") as fh:
+            fields = fh.read().rsplit(b")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def _sentence(name: str, timeout: float, what: str) -> str:
     doing = f" while {what}" if what else ""
     return (
         f"The filesystem did not answer in {timeout:g} s{doing} ({name}). The folder may be on "
         "a network filesystem that is down or overloaded; try again later."
     )
+
+
+def _wait(future: Future[T], state: dict[str, Any], timeout: float) -> T:
+    """``future``'s result within ``timeout``, or longer while its thread keeps using CPU.
+
+    A hung filesystem leaves the call blocked in the kernel, using no CPU; a call that is
+    computing (a first read compiling datashader's kernels on a loaded machine took over 10 s)
+    is not what the deadline is for.
+    """
+    for _ in range(MAX_BUSY_DEADLINES - 1):
+        try:
+            return future.result(timeout)
+        except FutureTimeout:
+            used, now = state["cpu"], _thread_cpu(state["tid"])
+            if used is None or now is None or now - used < _BUSY_SHARE * timeout:
+                raise
+            state["cpu"] = now
+    return future.result(timeout)
 
 
 def bounded(
@@ -116,9 +154,11 @@ def bounded(
             )
     if threading.current_thread().name.startswith("dashapp-fs"):
         return fn(*args)  # already guarded by the caller's deadline: no thread per level
-    state = {"late": False, "returned": False}
+    state: dict[str, Any] = {"late": False, "returned": False, "tid": None, "cpu": None}
 
     def run() -> T:
+        state["tid"] = threading.get_native_id()
+        state["cpu"] = _thread_cpu(state["tid"])
         try:
             return fn(*args)
         finally:
@@ -132,7 +172,7 @@ def bounded(
     # In the caller's context: context variables (whose read this is) travel with the call.
     future: Future[T] = _POOL.submit(contextvars.copy_context().run, run)
     try:
-        return future.result(timeout)
+        return _wait(future, state, timeout)
     except FutureTimeout:
         with _LOCK:
             if not future.cancel() and not state["returned"]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -568,16 +569,31 @@ def _sample_block(
     return tuple(block)
 
 
+_WARMING = threading.Event()
+_WARMED = threading.Event()
+
+
 def warm_up(aggs: tuple[str, ...] = ("mean",)) -> None:
     """Compile datashader's numba kernels ahead of first use.
 
     Each reduction costs 1-5 s of compilation once per process (~10 s for ``mean``, the
     default; ~28 s for all of :data:`AGGREGATIONS`), so a server warms the default one at start.
     """
-    values = np.zeros((8, 8), dtype=np.float32)
-    centers = np.arange(8, dtype=float)
-    uneven = np.cumsum(np.arange(1, 9, dtype=float))
-    for agg in aggs:
-        for dtype in (np.float32, np.float64):
-            _aggregate(values.astype(dtype), centers, centers, (0, 8), (0, 8), (4, 4), agg)
-            _aggregate(values.astype(dtype), centers, uneven, (0, 8), (0, 36), (4, 4), agg)
+    _WARMING.set()
+    try:
+        values = np.zeros((8, 8), dtype=np.float32)
+        centers = np.arange(8, dtype=float)
+        uneven = np.cumsum(np.arange(1, 9, dtype=float))
+        for agg in aggs:
+            for dtype in (np.float32, np.float64):
+                _aggregate(values.astype(dtype), centers, centers, (0, 8), (0, 8), (4, 4), agg)
+                _aggregate(values.astype(dtype), centers, uneven, (0, 8), (0, 36), (4, 4), agg)
+    finally:
+        _WARMED.set()
+
+
+def wait_for_warm_up(timeout: float = 300) -> None:
+    """If a :func:`warm_up` is compiling, wait for it (up to ``timeout`` s): a read started
+    meanwhile would wait for numba's compile lock inside its filesystem deadline."""
+    if _WARMING.is_set():
+        _WARMED.wait(timeout)

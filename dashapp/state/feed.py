@@ -46,6 +46,7 @@ from ..data import (
     release_reads,
 )
 from ..data.fsguard import bounded
+from ..data.reader import wait_for_warm_up
 from .latest import EXECUTOR, LatestOnly
 from .slice import SliceState, resolve_limits, suggest_scale
 
@@ -215,6 +216,7 @@ class SliceFeed(param.Parameterized):
 
     def _read(self, info, request: SliceRequest, root: str, direction: int = 0) -> SliceImage:
         """Read the slice, timed into ``self._read_ms`` (from overview levels if it has them)."""
+        wait_for_warm_up()  # (a first read behind the kernels' compilation: not a filesystem wait)
         t0 = time.perf_counter()
         pyramid = PYRAMIDS.get(info) if PYRAMIDS.wanted(info) else None
         with reading_for(self.reads):

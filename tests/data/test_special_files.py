@@ -121,6 +121,29 @@ def test_a_hung_open_is_bounded_and_its_key_refused_until_it_returns(tmp_path):
     assert fsguard.hung_calls() == {}
 
 
+def test_a_call_that_computes_past_the_deadline_is_not_called_hung(tmp_path):
+    """A first read compiling datashader's kernels on a loaded machine took over 10 s and was
+    told "the filesystem did not answer": a call using CPU gets more deadlines; one blocked in
+    the kernel (a FIFO's open, as a hung mount) still fails on time."""
+
+    def compute(seconds: float) -> str:
+        end = time.thread_time() + seconds  # CPU seconds, however loaded the machine is
+        while time.thread_time() < end:
+            pass
+        return "done"
+
+    key = str(tmp_path / "busy")
+    assert fsguard.bounded(compute, 1.0, key=key, timeout=0.25) == "done"
+    assert fsguard.hung_calls().get(key) is None
+    fifo = make_fifo(tmp_path / "slow.h5")
+    t0 = time.monotonic()
+    with pytest.raises(FilesystemTimeout):
+        fsguard.bounded(open, fifo, "rb", key=str(fifo), timeout=0.5)
+    assert time.monotonic() - t0 < 3
+    with open(fifo, "wb"):  # let the hung open return
+        pass
+
+
 def test_hung_calls_cannot_pile_up(tmp_path, monkeypatch):
     monkeypatch.setattr(fsguard, "MAX_HUNG", 2)
     fifos = [make_fifo(tmp_path / f"p{i}") for i in range(3)]
