@@ -106,7 +106,7 @@ def test_the_demo_opens_on_a_picture(serve, page: Page):
     wait_for_picture(page)
     text = status(page)
     assert "index 43 of 96" in text, text
-    assert "iteration = 8" in text, text
+    assert "iteration: index 7 of 8" in text, text  # one numbering: the slider's index
     q = wait_query(page, file="inversion/model.h5", dataset="/model_history")
     assert (q["axis"], q["d0"], q["cmap"], q["scale"]) == ("2", "7", "rainbow4", "log")
     assert page.locator(".dashapp-empty").first.is_hidden()
