@@ -59,7 +59,9 @@ def controls(page: Page):
     return page.locator(".dashapp-controls").first
 
 
-def test_a_narrow_window_gives_the_plot_the_width_and_folds_the_rest(serve, browser: Browser):
+def test_a_narrow_window_gives_the_plot_the_width_and_folds_the_rest(
+    serve, browser: Browser, tmp_path
+):
     server = serve(None, env=PATIENT)
     with window(browser, 800) as context:
         page = context.new_page()
@@ -77,9 +79,14 @@ def test_a_narrow_window_gives_the_plot_the_width_and_folds_the_rest(serve, brow
         expect(controls(page)).not_to_be_visible(timeout=TIMEOUT)
         page.locator("#sidebar-toggle").click()
         expect(page.get_by_text("model.h5", exact=True)).to_be_visible(timeout=TIMEOUT)
-        # The first page, no file open yet: the file browser stays, to pick one.
-        page.goto(server.url, timeout=120_000)
-        expect(page.get_by_text("inversion", exact=True)).to_be_visible(timeout=120_000)
+        # The demo's first page opens on its picture: the plot has the width there too.
+        shown(page, server.url)
+        assert plot_width(page) > 0.8 * 800, plot_width(page)
+        # A folder of one's own, no file open yet: the file browser stays, to pick one.
+        (tmp_path / "runs").mkdir()
+        own = serve(tmp_path, env=PATIENT)
+        page.goto(own.url, timeout=120_000)
+        expect(page.get_by_text("runs", exact=True)).to_be_visible(timeout=120_000)
         expect(page.locator("#sidebar")).to_be_visible()
 
     with window(browser, 1400) as context:  # a full screen: everything shown, as before
