@@ -78,6 +78,10 @@ def test_a_wrapping_title_does_not_put_the_plot_under_the_status_line(
     page.set_viewport_size({"width": width, "height": 900})
     page.goto(f"{server.url}?file={SCAN}&dataset=/short")
     wait_for_picture(page)
+    if width < 1200:  # a narrow window opens with the file browser and controls folded away
+        page.locator("#sidebar-toggle").click()
+        page.get_by_role("button", name="Show controls").click()
+        expect(page.locator(".dashapp-controls").first).to_be_visible(timeout=TIMEOUT)
     # Open the dataset with the long name from the file's tree: the title wraps to more lines.
     page.locator(".dashapp-tree").get_by_text(LONG[:30], exact=False).first.click()
     expect(page.locator(".dashapp-title").first).to_contain_text(LONG, timeout=TIMEOUT)
