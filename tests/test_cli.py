@@ -25,6 +25,18 @@ def _zombies(pid: int) -> list[psutil.Process]:
     return found
 
 
+def _children(pid: int) -> list[psutil.Process]:
+    """The announcer while it still runs (it is the server's only child here)."""
+    return [c for c in psutil.Process(pid).children() if "dashapp" in " ".join(_cmd(c))]
+
+
+def _cmd(proc: psutil.Process) -> list[str]:
+    try:
+        return proc.cmdline()
+    except psutil.Error:
+        return []
+
+
 def _dashapp(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "dashapp", *args], capture_output=True, text=True, timeout=60
@@ -98,11 +110,14 @@ def test_dashapp_serve_leaves_no_defunct_announcer(serve, tmp_path):
     )
     with urllib.request.urlopen(request, timeout=60) as response:  # a session: the app starts
         assert response.status == 200
+    deadline = time.monotonic() + 60  # the announcer prints its line, then ends
+    while "ready, open" not in server.log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert "ready, open" in server.log.read_text()  # (the announcer did run)
     deadline = time.monotonic() + 30
-    while _zombies(server.proc.pid) and time.monotonic() < deadline:
+    while (_zombies(server.proc.pid) or _children(server.proc.pid)) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert _zombies(server.proc.pid) == []
-    assert "ready, open" in server.log.read_text()  # (the announcer did run)
 
 
 def test_building_a_view_starts_no_service_and_services_start_once(tmp_path, monkeypatch):
